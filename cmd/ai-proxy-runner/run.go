@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	runnerlog "github.com/apache/apisix-go-plugin-runner/pkg/log"
+	"github.com/apache/apisix-go-plugin-runner/pkg/plugin"
+	"github.com/apache/apisix-go-plugin-runner/pkg/runner"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy"
+)
+
+const defaultRelayAddr = "127.0.0.1:9881"
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	relayAddr := fs.String("relay-addr", envOr("AI_PROXY_RELAY_ADDR", defaultRelayAddr), "address of the relay that APISIX's ai-proxy upstream points at (env AI_PROXY_RELAY_ADDR)")
+	levelName := fs.String("log-level", envOr("AI_PROXY_LOG_LEVEL", "warn"), "debug, info, warn or error (env AI_PROXY_LOG_LEVEL); info logs every call")
+	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight calls may run on; APISIX itself kills the runner 1s after SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := serve(*relayAddr, *levelName, *grace); err != nil {
+		fmt.Fprintln(os.Stderr, "ai-proxy-runner:", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(relayAddr, levelName string, grace time.Duration) error {
+	level, err := zapcore.ParseLevel(levelName)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	sock, err := socketPath()
+	if err != nil {
+		return err
+	}
+	if err := checkExpireTime(); err != nil {
+		return err
+	}
+	log := newLogger(level)
+	defer func() { _ = log.Sync() }()
+
+	ln, err := net.Listen("tcp", relayAddr)
+	if err != nil {
+		return fmt.Errorf("relay cannot listen on %s: %w", relayAddr, err)
+	}
+	if !isLoopback(ln.Addr()) {
+		log.Warn("THE RELAY LISTENS BEYOND LOOPBACK: only APISIX should reach it; firewall it or use --relay-addr 127.0.0.1:<port>", zap.String("relay_addr", ln.Addr().String()))
+	}
+	if err := checkSocket(sock); err != nil {
+		ln.Close()
+		return err
+	}
+
+	// The plugin runner logs every RPC at info level; APISIX copies the
+	// runner's output into its error.log, so keep it at the chosen level
+	// from the first line.
+	runnerlog.NewLogger(level, os.Stdout)
+	p := aiproxy.New(log)
+	if err := plugin.RegisterPlugin(p); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          zap.NewStdLog(log.Named("relay")),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("relay listening", zap.String("relay_addr", ln.Addr().String()), zap.String("socket", sock))
+
+	// Run serves APISIX on the socket until SIGINT or SIGTERM, then removes
+	// the socket file, so APISIX gets no new tickets from here on.
+	runner.Run(runner.RunnerConfig{LogLevel: level, LogOutput: os.Stdout})
+
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	// Shutdown refuses new connections at once and waits for in-flight
+	// calls, streams included, up to the grace period.
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("calls still running after the grace period were cut", zap.Duration("grace", grace))
+		srv.Close()
+	}
+	p.Close()
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return nil
+}
+
+func newLogger(level zapcore.Level) *zap.Logger {
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "time"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(os.Stdout), level)
+	return zap.New(core)
+}
+
+// socketPath reads the socket APISIX dials, as APISIX passes it.
+func socketPath() (string, error) {
+	addr := os.Getenv("APISIX_LISTEN_ADDRESS")
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok || path == "" {
+		return "", fmt.Errorf("APISIX_LISTEN_ADDRESS must be unix:<socket path> (APISIX sets it when it starts the runner), got %q", addr)
+	}
+	return path, nil
+}
+
+func checkExpireTime() error {
+	v := os.Getenv("APISIX_CONF_EXPIRE_TIME")
+	if v == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(v); err != nil || n <= 0 {
+		return fmt.Errorf("APISIX_CONF_EXPIRE_TIME must be a positive number of seconds, got %q", v)
+	}
+	return nil
+}
+
+// checkSocket proves the socket path usable before the plugin runner, which
+// would only exit with a log line, tries it.
+func checkSocket(path string) error {
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("socket directory %s does not exist", filepath.Dir(path))
+	}
+	if err := os.RemoveAll(path); err != nil {
+		return fmt.Errorf("cannot remove stale socket %s: %w", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("cannot listen on socket %s: %w", path, err)
+	}
+	return l.Close() // also unlinks the file
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,272 @@
+package aiproxy
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
+)
+
+// Defaults of the ai-proxy schema.
+const (
+	defaultTimeout          = 30 * time.Second
+	defaultKeepaliveTimeout = 60 * time.Second
+	defaultKeepalivePool    = 30
+	defaultMaxReqBody       = 64 << 20
+	// bufferedResponseCap bounds answers the relay must hold whole (non-stream
+	// bodies: their usage goes into response headers) when the conf sets no
+	// max_response_bytes.
+	bufferedResponseCap = 64 << 20
+)
+
+// Conf is one parsed ai-proxy route conf. It is built once per conf token
+// and shared by every request of that route.
+type Conf struct {
+	ID           confID
+	ProviderName string
+	Provider     providers.Provider
+
+	Timeout          time.Duration // whole non-stream call; wait for a stream's first event
+	MaxReqBodySize   int64
+	MaxResponseBytes int64         // 0 = streams unbounded, buffered answers capped at bufferedResponseCap
+	MaxStreamTime    time.Duration // 0 = unbounded
+	Keepalive        bool
+	KeepaliveTimeout time.Duration
+	KeepalivePool    int
+	SSLVerify        bool
+	LogSummaries     bool
+	LogPayloads      bool
+
+	// Err is set when the conf is invalid: the plugin then answers every
+	// request of the route with it instead of letting the request through.
+	Err *providers.ConfError
+}
+
+type confID [16]byte
+
+// knownFields is the ai-proxy schema's top level. Unknown fields are errors:
+// a misspelt "override" would otherwise send the route's key to the
+// provider's default host.
+var knownFields = map[string]bool{
+	"provider": true, "auth": true, "options": true, "override": true,
+	"provider_conf": true, "timeout": true, "keepalive": true,
+	"keepalive_timeout": true, "keepalive_pool": true, "ssl_verify": true,
+	"logging": true, "max_req_body_size": true, "max_response_bytes": true,
+	"max_stream_duration_ms": true,
+}
+
+// ParseConf parses and validates an ai-proxy conf (the JSON value of the
+// ext-plugin conf entry). It always returns a Conf; an invalid one carries
+// Err and no provider.
+func ParseConf(in []byte) *Conf {
+	sum := sha256.Sum256(in)
+	c := &Conf{ID: confID(sum[:16])}
+	if err := c.parse(in); err != nil {
+		c.Err = err
+	}
+	return c
+}
+
+func (c *Conf) parse(in []byte) *providers.ConfError {
+	if !gjson.ValidBytes(in) {
+		return &providers.ConfError{Field: "conf", Msg: "is not valid JSON"}
+	}
+	root := gjson.ParseBytes(in)
+	if !root.IsObject() {
+		return &providers.ConfError{Field: "conf", Msg: "must be a JSON object"}
+	}
+	var unknown []string
+	root.ForEach(func(k, _ gjson.Result) bool {
+		if !knownFields[k.String()] {
+			unknown = append(unknown, k.String())
+		}
+		return true
+	})
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return &providers.ConfError{Field: unknown[0], Msg: "unknown field"}
+	}
+
+	v := validator{root: root}
+	c.ProviderName = v.str("provider", true)
+	pc := providers.Config{
+		Endpoint: v.str("override.endpoint", false),
+		Header:   v.strMap("auth.header"),
+		Query:    v.strMap("auth.query"),
+		Options:  v.options("options"),
+		ProviderConf: providers.ProviderConf{
+			ProjectID: v.str("provider_conf.project_id", false),
+			Region:    v.str("provider_conf.region", false),
+		},
+	}
+	v.object("auth", true)
+	v.object("override", false)
+	v.object("provider_conf", false)
+	v.object("logging", false)
+	if v.object("auth.gcp", false) {
+		pc.GCP = &providers.GCPAuth{ServiceAccountJSON: v.str("auth.gcp.service_account_json", false)}
+		if n, ok := v.integer("auth.gcp.expire_early_secs", 0); ok {
+			pc.GCP.ExpireEarlySecs = &n
+		}
+		if n, ok := v.integer("auth.gcp.max_ttl", 1); ok {
+			pc.GCP.MaxTTL = &n
+		}
+	}
+	c.Timeout = v.millis("timeout", 1, defaultTimeout)
+	c.Keepalive = v.boolean("keepalive", true)
+	c.KeepaliveTimeout = v.millis("keepalive_timeout", 1000, defaultKeepaliveTimeout)
+	c.KeepalivePool = v.intOr("keepalive_pool", 1, defaultKeepalivePool)
+	c.SSLVerify = v.boolean("ssl_verify", true)
+	c.LogSummaries = v.boolean("logging.summaries", false)
+	c.LogPayloads = v.boolean("logging.payloads", false)
+	c.MaxReqBodySize = int64(v.intOr("max_req_body_size", 1, defaultMaxReqBody))
+	c.MaxResponseBytes = int64(v.intOr("max_response_bytes", 0, 0))
+	c.MaxStreamTime = v.millis("max_stream_duration_ms", 0, 0)
+	if v.err != nil {
+		return v.err
+	}
+
+	p, err := providers.New(c.ProviderName, pc)
+	if err != nil {
+		if ce, ok := err.(*providers.ConfError); ok {
+			return ce
+		}
+		return &providers.ConfError{Field: "provider", Msg: err.Error()}
+	}
+	c.Provider = p
+	return nil
+}
+
+// validator reads typed fields and keeps the first error, which names the
+// field by its dotted path.
+type validator struct {
+	root gjson.Result
+	err  *providers.ConfError
+}
+
+func (v *validator) fail(field, format string, args ...any) {
+	if v.err == nil {
+		v.err = &providers.ConfError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+}
+
+// get reads a field by dotted path; the path's own dots are separators,
+// which is right for the schema's fixed nesting.
+func (v *validator) get(path string) gjson.Result { return v.root.Get(path) }
+
+func (v *validator) object(path string, required bool) bool {
+	r := v.get(path)
+	switch {
+	case !r.Exists():
+		if required {
+			v.fail(path, "is required")
+		}
+		return false
+	case !r.IsObject():
+		v.fail(path, "must be an object")
+		return false
+	}
+	return true
+}
+
+func (v *validator) str(path string, required bool) string {
+	r := v.get(path)
+	switch {
+	case !r.Exists():
+		if required {
+			v.fail(path, "is required")
+		}
+		return ""
+	case r.Type != gjson.String:
+		v.fail(path, "must be a string")
+		return ""
+	case required && r.Str == "":
+		v.fail(path, "must not be empty")
+	}
+	return r.Str
+}
+
+func (v *validator) strMap(path string) map[string]string {
+	if !v.object(path, false) {
+		return nil
+	}
+	m := map[string]string{}
+	v.get(path).ForEach(func(k, val gjson.Result) bool {
+		if val.Type != gjson.String {
+			v.fail(path+"."+k.String(), "must be a string")
+			return false
+		}
+		if strings.ContainsAny(k.Str+val.Str, "\r\n") {
+			v.fail(path+"."+k.String(), "must not contain line breaks")
+			return false
+		}
+		m[k.Str] = val.Str
+		return true
+	})
+	return m
+}
+
+func (v *validator) options(path string) []providers.Option {
+	if !v.object(path, false) {
+		return nil
+	}
+	var opts []providers.Option
+	v.get(path).ForEach(func(k, val gjson.Result) bool {
+		if k.Str == "model" && val.Type != gjson.String {
+			v.fail(path+".model", "must be a string")
+			return false
+		}
+		opts = append(opts, providers.Option{Key: k.Str, Raw: []byte(val.Raw)})
+		return true
+	})
+	return opts
+}
+
+func (v *validator) boolean(path string, def bool) bool {
+	r := v.get(path)
+	if !r.Exists() {
+		return def
+	}
+	if !r.IsBool() {
+		v.fail(path, "must be a boolean")
+		return def
+	}
+	return r.Bool()
+}
+
+// integer reads a whole number >= min; ok is false when absent or invalid.
+func (v *validator) integer(path string, min int) (int, bool) {
+	r := v.get(path)
+	if !r.Exists() {
+		return 0, false
+	}
+	if r.Type != gjson.Number || r.Num != math.Trunc(r.Num) || r.Num > math.MaxInt32*1024 {
+		v.fail(path, "must be an integer")
+		return 0, false
+	}
+	if r.Num < float64(min) {
+		v.fail(path, "must be at least %d", min)
+		return 0, false
+	}
+	return int(r.Num), true
+}
+
+func (v *validator) intOr(path string, min, def int) int {
+	if n, ok := v.integer(path, min); ok {
+		return n
+	}
+	return def
+}
+
+func (v *validator) millis(path string, min int, def time.Duration) time.Duration {
+	if n, ok := v.integer(path, min); ok {
+		return time.Duration(n) * time.Millisecond
+	}
+	return def
+}

@@ -1,0 +1,99 @@
+package aiproxy
+
+import (
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+)
+
+// Response headers for APISIX's access log, read there as
+// $upstream_http_x_llm_*.
+const (
+	HeaderProvider         = "X-LLM-Provider"
+	HeaderModel            = "X-LLM-Model"
+	HeaderRequestModel     = "X-LLM-Request-Model"
+	HeaderTTFT             = "X-LLM-Time-To-First-Token"
+	HeaderPromptTokens     = "X-LLM-Prompt-Tokens"
+	HeaderCompletionTokens = "X-LLM-Completion-Tokens"
+	HeaderTotalTokens      = "X-LLM-Total-Tokens"
+)
+
+// hopByHop are connection-level headers (RFC 9110 §7.6.1) that a proxy
+// never forwards.
+var hopByHop = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// notForwarded are client request headers the provider must not see: the
+// ticket; credentials, which the route's auth replaces rather than merges
+// with; cookies and forwarding headers, which belong to the gateway's own
+// site and clients; Accept-Encoding, because the relay reads answers.
+var notForwarded = []string{
+	TicketHeader, "Host", "Content-Length", "Accept-Encoding",
+	"Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key", "Cookie",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"X-Forwarded-Port", "X-Real-Ip",
+}
+
+// notReturned are provider response headers the relay sets itself or that
+// must not reach the client of another site.
+var notReturned = []string{"Content-Length", "Set-Cookie", "X-Accel-Buffering"}
+
+func dropSet(lists ...[]string) map[string]bool {
+	m := map[string]bool{}
+	for _, l := range lists {
+		for _, h := range l {
+			m[textproto.CanonicalMIMEHeaderKey(h)] = true
+		}
+	}
+	return m
+}
+
+var (
+	dropRequest  = dropSet(hopByHop, notForwarded)
+	dropResponse = dropSet(hopByHop, notReturned)
+)
+
+// copyHeaders copies src into dst except the dropped names and any header
+// src's Connection header names as hop-by-hop.
+func copyHeaders(dst, src http.Header, drop map[string]bool) {
+	var connOpts map[string]bool
+	for _, v := range src["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				if connOpts == nil {
+					connOpts = map[string]bool{}
+				}
+				connOpts[textproto.CanonicalMIMEHeaderKey(f)] = true
+			}
+		}
+	}
+	for k, v := range src {
+		if drop[k] || connOpts[k] {
+			continue
+		}
+		dst[k] = append([]string(nil), v...)
+	}
+}
+
+// setLLMHeaders writes what the access log records about a call. Token
+// counts go out only for answers read whole before the headers.
+func setLLMHeaders(h http.Header, c *call, withUsage bool) {
+	h.Set(HeaderProvider, c.provider)
+	if c.requestModel != "" {
+		h.Set(HeaderRequestModel, c.requestModel)
+	}
+	if m := c.model(); m != "" {
+		h.Set(HeaderModel, m)
+	}
+	if c.ttft > 0 {
+		h.Set(HeaderTTFT, strconv.FormatInt(c.ttft.Milliseconds(), 10))
+	}
+	if withUsage && c.obs.UsageSeen {
+		h.Set(HeaderPromptTokens, strconv.FormatInt(c.obs.Usage.Prompt, 10))
+		h.Set(HeaderCompletionTokens, strconv.FormatInt(c.obs.Usage.Completion, 10))
+		h.Set(HeaderTotalTokens, strconv.FormatInt(c.obs.Usage.Total, 10))
+	}
+}

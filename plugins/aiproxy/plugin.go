@@ -1,0 +1,145 @@
+// Package aiproxy is the ai-proxy ext plugin: the pre-req filter that APISIX
+// calls over the plugin-runner protocol, and the relay that APISIX then
+// proxies the request to.
+package aiproxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+	"time"
+
+	pkgHTTP "github.com/apache/apisix-go-plugin-runner/pkg/http"
+	"github.com/apache/apisix-go-plugin-runner/pkg/plugin"
+	"go.uber.org/zap"
+)
+
+// Name is the plugin name routes use in their ext-plugin-pre-req conf.
+const Name = "ai-proxy"
+
+// Plugin is the ai-proxy plugin and its relay; they share the confs and
+// the ticket key, so both live in one value.
+type Plugin struct {
+	plugin.DefaultPlugin
+
+	log        *zap.Logger
+	tickets    *tickets
+	confs      *confRegistry
+	transports *transports
+}
+
+// New makes the plugin. log receives conf errors and one line per relayed
+// call.
+func New(log *zap.Logger) *Plugin {
+	return &Plugin{
+		log:        log,
+		tickets:    newTickets(),
+		confs:      newConfRegistry(ticketTTL),
+		transports: newTransports(),
+	}
+}
+
+// Name implements plugin.Plugin.
+func (p *Plugin) Name() string { return Name }
+
+// ParseConf implements plugin.Plugin. It never returns an error: the runner
+// skips a plugin whose conf fails to parse and lets the request through
+// unproxied, so an invalid conf is returned as a Conf that answers every
+// request of its route with the error instead.
+func (p *Plugin) ParseConf(in []byte) (any, error) {
+	c := ParseConf(in)
+	if c.Err != nil {
+		// The conf holds credentials: log the field, never the value.
+		p.log.Warn("invalid ai-proxy conf", zap.String("field", c.Err.Field), zap.String("error", c.Err.Msg))
+	}
+	return c, nil
+}
+
+// RequestFilter implements plugin.Plugin: a valid conf sends the request on
+// to the relay with a ticket naming that conf; an invalid one stops it.
+func (p *Plugin) RequestFilter(conf any, w http.ResponseWriter, r pkgHTTP.Request) {
+	c, ok := conf.(*Conf)
+	if !ok || c.Err != nil {
+		msg := "ai-proxy conf is invalid"
+		param := ""
+		if ok {
+			msg = "invalid ai-proxy conf: " + c.Err.Error()
+			param = c.Err.Field
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write(errorBody(msg, "invalid_conf", param))
+		return
+	}
+	p.confs.put(c)
+	r.Header().Set(TicketHeader, p.tickets.mint(c.ID))
+}
+
+// errorBody is the OpenAI-shaped error every client-facing failure uses.
+func errorBody(msg, code, param string) []byte {
+	type detail struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Code    string  `json:"code"`
+		Param   *string `json:"param"`
+	}
+	d := detail{Message: msg, Type: "ai_proxy_error", Code: code}
+	if param != "" {
+		d.Param = &param
+	}
+	b, _ := json.Marshal(map[string]detail{"error": d})
+	return b
+}
+
+// confRegistry lets the relay find the conf a ticket names. Entries live as
+// long as tickets for them may still arrive; route edits leave old confs
+// behind, so unused ones are dropped.
+type confRegistry struct {
+	mu      sync.RWMutex
+	entries map[confID]*confEntry
+	keep    time.Duration
+	swept   time.Time
+}
+
+type confEntry struct {
+	conf     *Conf
+	lastUsed time.Time
+}
+
+func newConfRegistry(keep time.Duration) *confRegistry {
+	return &confRegistry{entries: map[confID]*confEntry{}, keep: keep, swept: time.Now()}
+}
+
+func (r *confRegistry) put(c *Conf) {
+	now := time.Now()
+	r.mu.RLock()
+	e, ok := r.entries[c.ID]
+	fresh := ok && now.Sub(e.lastUsed) < time.Second
+	r.mu.RUnlock()
+	if fresh {
+		return // touched within the second: skip the write lock on the hot path
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.entries[c.ID] = &confEntry{conf: c, lastUsed: now}
+	if now.Sub(r.swept) > r.keep {
+		for id, e := range r.entries {
+			if now.Sub(e.lastUsed) > r.keep+time.Second {
+				delete(r.entries, id)
+			}
+		}
+		r.swept = now
+	}
+}
+
+func (r *confRegistry) get(id confID) *Conf {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e, ok := r.entries[id]; ok {
+		return e.conf
+	}
+	return nil
+}
+
+// Close releases idle upstream connections; call it after the relay stopped.
+func (p *Plugin) Close() { p.transports.closeIdle() }

@@ -1,0 +1,53 @@
+package aiproxy
+
+import (
+	"encoding/base64"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestTickets(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	tk := newTickets()
+	tk.now = func() time.Time { return now }
+	id := confID{1, 2, 3}
+
+	s := tk.mint(id)
+	got, err := tk.verify(s)
+	if err != nil || got != id {
+		t.Fatalf("verify(mint) = %v, %v", got, err)
+	}
+
+	raw, _ := base64.RawURLEncoding.DecodeString(s)
+	forged := append([]byte(nil), raw...)
+	forged[0] ^= 1 // another conf, same MAC
+	tampered := append([]byte(nil), raw...)
+	tampered[len(tampered)-1] ^= 1
+
+	other := newTickets() // another process: another key
+	other.now = tk.now
+
+	cases := []struct {
+		name   string
+		ticket string
+		want   error
+	}{
+		{"missing", "", errNoTicket},
+		{"garbage", "not-a-ticket!", errBadTicket},
+		{"short", base64.RawURLEncoding.EncodeToString(raw[:10]), errBadTicket},
+		{"conf swapped", base64.RawURLEncoding.EncodeToString(forged), errBadTicket},
+		{"mac tampered", base64.RawURLEncoding.EncodeToString(tampered), errBadTicket},
+		{"other key", other.mint(id), errBadTicket},
+	}
+	for _, c := range cases {
+		if _, err := tk.verify(c.ticket); !errors.Is(err, c.want) {
+			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
+		}
+	}
+
+	now = now.Add(ticketTTL + time.Second)
+	if _, err := tk.verify(s); !errors.Is(err, errExpiredTicket) {
+		t.Fatalf("expired ticket: err = %v", err)
+	}
+}

@@ -1,0 +1,220 @@
+package providers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+)
+
+// openAI serves every vendor that speaks the OpenAI wire format. The other
+// OpenAI-style vendors are this type with other defaults.
+type openAI struct {
+	name string
+	// targets maps each API this route serves to its upstream URL, auth.query
+	// already applied: computed once per conf, looked up per call.
+	targets map[API]string
+	// fixed is the only API the route serves when override.endpoint names
+	// one by its path ("" = decided by the body).
+	fixed   API
+	header  http.Header
+	options []Option
+	// usageInStreams reports whether the upstream accepts
+	// stream_options.include_usage (old Azure API versions reject it).
+	usageInStreams bool
+}
+
+// openAIDefaults are the paths every OpenAI-style server uses below its base.
+var openAIDefaults = map[API]string{
+	Chat:       "https://api.openai.com/v1/chat/completions",
+	Embeddings: "https://api.openai.com/v1/embeddings",
+}
+
+func newOpenAI(c Config) (Provider, error) {
+	return buildOpenAI("openai", c, openAIDefaults)
+}
+
+// buildOpenAI resolves the route's upstream URLs. An override.endpoint with a
+// path is used as given; one with only scheme and host keeps the default
+// paths. defaults lists the APIs the vendor serves without an override.
+func buildOpenAI(name string, c Config, defaults map[API]string) (*openAI, error) {
+	p := &openAI{
+		name:           name,
+		targets:        map[API]string{},
+		header:         http.Header{},
+		options:        c.Options,
+		usageInStreams: true,
+	}
+	for k, v := range c.Header {
+		p.header.Set(k, v)
+	}
+	for api, raw := range defaults {
+		p.targets[api] = raw
+	}
+	if c.Endpoint != "" {
+		u, err := parseEndpoint(c.Endpoint)
+		if err != nil {
+			return nil, err
+		}
+		if u.Path == "" || u.Path == "/" {
+			for api, raw := range defaults {
+				d, _ := url.Parse(raw)
+				p.targets[api] = u.Scheme + "://" + u.Host + d.Path + querySuffix(u.RawQuery)
+			}
+		} else {
+			p.fixed = apiOfPath(u.Path)
+			clear(p.targets)
+			if p.fixed != "" {
+				p.targets[p.fixed] = u.String()
+			} else {
+				// A custom path (a self-hosted server's own route) serves
+				// whatever the client sends.
+				p.targets[Chat] = u.String()
+				p.targets[Embeddings] = u.String()
+			}
+		}
+	}
+	if len(c.Query) > 0 {
+		for api, raw := range p.targets {
+			u, _ := url.Parse(raw)
+			q := u.Query()
+			for k, v := range c.Query {
+				q.Set(k, v)
+			}
+			u.RawQuery = q.Encode()
+			p.targets[api] = u.String()
+		}
+	}
+	return p, nil
+}
+
+func querySuffix(q string) string {
+	if q == "" {
+		return ""
+	}
+	return "?" + q
+}
+
+func parseEndpoint(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, &ConfError{Field: "override.endpoint", Msg: "not a URL: " + err.Error()}
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, &ConfError{Field: "override.endpoint", Msg: fmt.Sprintf("%q is not an absolute http(s) URL", raw)}
+	}
+	if u.User != nil {
+		return nil, &ConfError{Field: "override.endpoint", Msg: "credentials in the URL are not allowed; use auth.header or auth.query"}
+	}
+	return u, nil
+}
+
+// apiOfPath tells the API an endpoint path serves, "" when it does not say.
+func apiOfPath(path string) API {
+	switch {
+	case strings.HasSuffix(path, "/chat/completions"):
+		return Chat
+	case strings.HasSuffix(path, "/embeddings"):
+		return Embeddings
+	}
+	return ""
+}
+
+func (p *openAI) Name() string { return p.name }
+
+func (p *openAI) Prepare(body []byte) (*Outbound, error) {
+	api, err := p.api(body)
+	if err != nil {
+		return nil, err
+	}
+	target, ok := p.targets[api]
+	if !ok {
+		return nil, badRequest("unsupported_api", "provider %s has no default %s endpoint; set override.endpoint on the route", p.name, api)
+	}
+	out, err := applyOptions(body, p.options)
+	if err != nil {
+		return nil, err
+	}
+	o := &Outbound{API: api, URL: target, Body: out}
+	o.Model = gjson.GetBytes(out, "model").String()
+	if api == Chat && gjson.GetBytes(out, "stream").Bool() {
+		o.Stream = true
+		if p.usageInStreams && !gjson.GetBytes(out, "stream_options.include_usage").Bool() {
+			o.Body, err = sjson.SetBytes(o.Body, "stream_options.include_usage", true)
+			if err != nil {
+				return nil, badRequest("invalid_body", "cannot set stream_options.include_usage: %v", err)
+			}
+			o.UsageAdded = true
+		}
+	}
+	return o, nil
+}
+
+// api tells chat from embeddings by the body, and checks it against an
+// endpoint that serves only one of them.
+func (p *openAI) api(body []byte) (API, error) {
+	var api API
+	switch {
+	case gjson.GetBytes(body, "messages").Exists():
+		api = Chat
+	case gjson.GetBytes(body, "input").Exists():
+		api = Embeddings
+	default:
+		return "", badRequest("unsupported_api", `request body has neither "messages" (chat completions) nor "input" (embeddings)`)
+	}
+	if p.fixed != "" && api != p.fixed {
+		return "", badRequest("unsupported_api", "this route's endpoint serves %s, but the request body is a %s request", p.fixed, api)
+	}
+	return api, nil
+}
+
+// applyOptions overwrites top-level body fields with the conf options. sjson
+// patches the bytes, so the client's other fields stay as they were sent.
+func applyOptions(body []byte, options []Option) ([]byte, error) {
+	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
+		return nil, badRequest("invalid_body", "request body must be a JSON object")
+	}
+	out := body
+	copied := false
+	for _, o := range options {
+		if !copied {
+			// sjson may append into spare capacity of its input; never let it
+			// touch the caller's buffer.
+			out = append([]byte(nil), body...)
+			copied = true
+		}
+		var err error
+		out, err = sjson.SetRawBytes(out, escapeKey(o.Key), o.Raw)
+		if err != nil {
+			return nil, badRequest("invalid_body", "cannot apply option %q: %v", o.Key, err)
+		}
+	}
+	return out, nil
+}
+
+// escapeKey makes a conf option name a literal sjson path: options are
+// top-level fields, so "a.b" names the field "a.b", not a nested one.
+func escapeKey(k string) string {
+	if !strings.ContainsAny(k, `.*?|#@\!=<>%`) {
+		return k
+	}
+	var b strings.Builder
+	for _, r := range k {
+		if strings.ContainsRune(`.*?|#@\!=<>%`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func (p *openAI) Authorize(_ context.Context, req *http.Request) error {
+	for k, v := range p.header {
+		req.Header[k] = v
+	}
+	return nil
+}
