@@ -127,6 +127,9 @@ func apiOfPath(path string) API {
 func (p *openAI) Name() string { return p.name }
 
 func (p *openAI) Prepare(body []byte) (*Outbound, error) {
+	if err := checkObject(body); err != nil {
+		return nil, err
+	}
 	api, err := p.api(body)
 	if err != nil {
 		return nil, err
@@ -172,12 +175,16 @@ func (p *openAI) api(body []byte) (API, error) {
 	return api, nil
 }
 
+func checkObject(body []byte) error {
+	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
+		return badRequest("invalid_body", "request body must be a JSON object")
+	}
+	return nil
+}
+
 // applyOptions overwrites top-level body fields with the conf options. sjson
 // patches the bytes, so the client's other fields stay as they were sent.
 func applyOptions(body []byte, options []Option) ([]byte, error) {
-	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
-		return nil, badRequest("invalid_body", "request body must be a JSON object")
-	}
 	out := body
 	copied := false
 	for _, o := range options {
