@@ -12,6 +12,7 @@ const usage = `usage: ai-proxy-runner <command> [flags]
 
 commands:
   run       serve the ai-proxy plugin to APISIX and the relay (APISIX starts this)
+  route     convert a route that uses the ai-proxy plugin into one for stock APISIX
   version   print the version
 `
 
@@ -27,6 +28,8 @@ func dispatch(args []string) int {
 	switch args[0] {
 	case "run":
 		return run(args[1:])
+	case "route":
+		return route(args[1:], os.Stdin, os.Stdout, os.Stderr)
 	case "version", "--version", "-v":
 		fmt.Println("ai-proxy-runner", version)
 		return 0

@@ -1,0 +1,40 @@
+# ai-proxy-runner — `make help` lists the targets.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := bin/ai-proxy-runner
+
+.PHONY: help build run test unit lint routes bench fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/ai-proxy-runner
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ai-proxy-runner
+
+run: ## the main job on this machine: runner + APISIX test double on :9080 (admin :9180) + a mock OpenAI provider
+	$(GO) run ./t/quickstart
+
+test: lint ## everything CI runs: lint, then unit and end-to-end tests with -race
+	bash ci/test.sh
+
+unit: ## unit tests only (no runner binary, no APISIX double)
+	$(GO) test -race -count=1 ./cmd/... ./plugins/... ./providers/...
+
+lint: ## gofmt, go vet, go mod tidy check
+	bash ci/lint.sh
+
+routes: ## regenerate conf/routes/*.json from conf/routes/seed/ with `ai-proxy-runner route`
+	@for f in conf/routes/seed/*.json; do \
+		$(GO) run ./cmd/ai-proxy-runner route "$$f" > conf/routes/$$(basename "$$f") || exit 1; \
+	done
+
+bench: ## benchmarks (see docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz: ## longer fuzzing of the conf parser and the SSE reader
+	$(GO) test -run '^$$' -fuzz FuzzParseConf -fuzztime 60s ./plugins/aiproxy
+	$(GO) test -run '^$$' -fuzz FuzzEventReader -fuzztime 60s ./providers
+
+clean: ## remove build output
+	rm -rf bin

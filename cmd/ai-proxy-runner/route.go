@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy"
+)
+
+const defaultUpstreamID = "ai-proxy-relay"
+
+// route is `ai-proxy-runner route [flags] [file]`: it reads a route that
+// uses the ai-proxy plugin (as the APISIX/API7 docs show it) and prints the
+// same route for stock APISIX, with the plugin inside ext-plugin-pre-req.
+func route(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("route", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	upstreamID := fs.String("upstream-id", defaultUpstreamID, "id of the APISIX upstream that points at the relay")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: ai-proxy-runner route [--upstream-id ID] [route.json]   (stdin when no file)\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	in, err := readInput(fs.Args(), stdin)
+	if err == nil {
+		var out []byte
+		if out, err = convertRoute(in, *upstreamID); err == nil {
+			_, err = stdout.Write(out)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "ai-proxy-runner route:", err)
+		return 1
+	}
+	return 0
+}
+
+func readInput(args []string, stdin io.Reader) ([]byte, error) {
+	switch {
+	case len(args) > 1:
+		return nil, errors.New("give at most one route file")
+	case len(args) == 1 && args[0] != "-":
+		return os.ReadFile(args[0])
+	}
+	return io.ReadAll(stdin)
+}
+
+// convertRoute moves plugins.ai-proxy into ext-plugin-pre-req's conf as an
+// "ai-proxy" entry whose value is the plugin's JSON text, and points the
+// route at the relay upstream. Everything else of the route is kept. The
+// ai-proxy conf is validated first, so a broken conf fails here rather than
+// on the first request.
+func convertRoute(in []byte, upstreamID string) ([]byte, error) {
+	in = stripLineComments(in)
+	if !gjson.ValidBytes(in) {
+		return nil, errors.New("input is not valid JSON")
+	}
+	root := gjson.ParseBytes(in)
+	if !root.IsObject() {
+		return nil, errors.New("input must be a JSON object (an APISIX route)")
+	}
+	conf := root.Get(`plugins.ai-proxy`)
+	if !conf.IsObject() {
+		return nil, errors.New(`the route has no "plugins": {"ai-proxy": {...}} object to convert`)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, []byte(conf.Raw)); err != nil {
+		return nil, err
+	}
+	if c := aiproxy.ParseConf(compact.Bytes()); c.Err != nil {
+		return nil, fmt.Errorf("plugins.ai-proxy: %v", c.Err)
+	}
+	if upstreamID == "" {
+		return nil, errors.New("--upstream-id must not be empty")
+	}
+
+	entry, _ := json.Marshal(map[string]string{"name": aiproxy.Name, "value": compact.String()})
+	out, err := sjson.DeleteBytes(in, `plugins.ai-proxy`)
+	if err != nil {
+		return nil, err
+	}
+	pre := root.Get(`plugins.ext-plugin-pre-req`)
+	switch {
+	case !pre.Exists():
+		out, err = sjson.SetRawBytes(out, `plugins.ext-plugin-pre-req`, []byte(`{"conf":[`+string(entry)+`]}`))
+	case pre.Get("conf").IsArray():
+		// ai-proxy ends the chain: it answers or hands over to the relay.
+		out, err = sjson.SetRawBytes(out, `plugins.ext-plugin-pre-req.conf.-1`, entry)
+	default:
+		out, err = sjson.SetRawBytes(out, `plugins.ext-plugin-pre-req.conf`, []byte(`[`+string(entry)+`]`))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if out, err = sjson.DeleteBytes(out, "upstream"); err != nil {
+		return nil, err
+	}
+	if out, err = sjson.SetBytes(out, "upstream_id", upstreamID); err != nil {
+		return nil, err
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, out, "", "  "); err != nil {
+		return nil, err
+	}
+	pretty.WriteByte('\n')
+	return pretty.Bytes(), nil
+}
+
+// stripLineComments drops // comments outside strings, so a route pasted
+// from the docs (which annotate fields that way) converts as is.
+func stripLineComments(in []byte) []byte {
+	out := make([]byte, 0, len(in))
+	inString, escaped := false, false
+	for i := 0; i < len(in); i++ {
+		ch := in[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case ch == '\\':
+				escaped = true
+			case ch == '"':
+				inString = false
+			}
+		case ch == '"':
+			inString = true
+		case ch == '/' && i+1 < len(in) && in[i+1] == '/':
+			for i < len(in) && in[i] != '\n' {
+				i++
+			}
+			if i < len(in) {
+				out = append(out, '\n')
+			}
+			continue
+		}
+		out = append(out, ch)
+	}
+	return out
+}
