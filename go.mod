@@ -3,6 +3,7 @@ module github.com/ai-proxy-runner/ai-proxy-runner
 go 1.26.8
 
 require (
+	cloud.google.com/go/compute/metadata v0.10.0 // indirect
 	github.com/ReneKroon/ttlcache/v2 v2.4.0 // indirect
 	github.com/apache/apisix-go-plugin-runner v0.5.0 // indirect
 	github.com/api7/ext-plugin-proto v0.6.1 // indirect
@@ -15,4 +16,5 @@ require (
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/oauth2 v0.38.0 // indirect
+	golang.org/x/sys v0.46.0 // indirect
 )

@@ -35,14 +35,14 @@ func TestPrepare(t *testing.T) {
 		},
 		{
 			name: "nested client model replaced whole", provider: "openai", conf: Config{Options: gpt4},
-			body:     `{"model":{"name":"openai"},"messages":[]}`,
-			wantAPI:  Chat, wantURL: "https://api.openai.com/v1/chat/completions",
+			body:    `{"model":{"name":"openai"},"messages":[]}`,
+			wantAPI: Chat, wantURL: "https://api.openai.com/v1/chat/completions",
 			wantBody: `{"model":"gpt-4","messages":[]}`,
 		},
 		{
 			name: "options added when absent, other fields untouched", provider: "deepseek", conf: Config{Options: []Option{{Key: "model", Raw: []byte(`"deepseek-chat"`)}, {Key: "temperature", Raw: []byte(`0.2`)}}},
-			body:     `{"messages": [ {"role":"user", "content":"x"} ],"top_p":0.95}`,
-			wantAPI:  Chat, wantURL: "https://api.deepseek.com/chat/completions",
+			body:    `{"messages": [ {"role":"user", "content":"x"} ],"top_p":0.95}`,
+			wantAPI: Chat, wantURL: "https://api.deepseek.com/chat/completions",
 			wantBody: `{"messages": [ {"role":"user", "content":"x"} ],"top_p":0.95,"model":"deepseek-chat","temperature":0.2}`,
 		},
 		{
@@ -65,9 +65,9 @@ func TestPrepare(t *testing.T) {
 		},
 		{
 			name: "old azure api-version gets no stream_options", provider: "azure-openai",
-			conf:     Config{Endpoint: "https://r.openai.azure.com/openai/deployments/gpt-4/chat/completions?api-version=2024-02-15-preview"},
-			body:     `{"messages":[],"stream":true}`,
-			wantAPI:  Chat, wantURL: "https://r.openai.azure.com/openai/deployments/gpt-4/chat/completions?api-version=2024-02-15-preview",
+			conf:    Config{Endpoint: "https://r.openai.azure.com/openai/deployments/gpt-4/chat/completions?api-version=2024-02-15-preview"},
+			body:    `{"messages":[],"stream":true}`,
+			wantAPI: Chat, wantURL: "https://r.openai.azure.com/openai/deployments/gpt-4/chat/completions?api-version=2024-02-15-preview",
 			wantBody: `{"messages":[],"stream":true}`,
 		},
 		{

@@ -48,14 +48,14 @@ type Outbound struct {
 	// UsageAdded is true when Prepare asked the provider for a usage event
 	// the client did not ask for; the relay keeps that event to itself.
 	UsageAdded bool
-}
-
-// ResponseConverter is implemented by providers whose answers are not
-// OpenAI-shaped for some API; the relay then buffers the whole answer and
-// hands it over. Non-2xx bodies are passed as they came.
-type ResponseConverter interface {
-	Converts(api API) bool
-	ConvertResponse(api API, model string, status int, body []byte) ([]byte, error)
+	// Parts, when set, replaces Body: the relay sends each part to URL as a
+	// call of its own, in parallel (Vertex's gemini-embedding-001 takes one
+	// input per call).
+	Parts [][]byte
+	// Convert, when set, turns the successful answers (one per part, in
+	// order; else one) into the OpenAI-shaped body the client gets. The
+	// relay then reads answers whole. Error answers are never converted.
+	Convert func(answers [][]byte) ([]byte, error)
 }
 
 // Config is the part of an ai-proxy route conf that providers use. The
@@ -126,6 +126,7 @@ var registry = map[string]constructor{
 	"azure-openai":      newAzure,
 	"gemini":            newGemini,
 	"openai-compatible": newCompatible,
+	"vertex-ai":         newVertex,
 }
 
 // Names lists the providers New accepts, sorted.

@@ -13,6 +13,7 @@ import (
 	"github.com/tidwall/sjson"
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy"
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
 )
 
 const defaultUpstreamID = "ai-proxy-relay"
@@ -77,7 +78,7 @@ func convertRoute(in []byte, upstreamID string) ([]byte, error) {
 	if err := json.Compact(&compact, []byte(conf.Raw)); err != nil {
 		return nil, err
 	}
-	if c := aiproxy.ParseConf(compact.Bytes()); c.Err != nil {
+	if c := aiproxy.ParseConf(compact.Bytes()); c.Err != nil && !credentialsFromEnv(c.Err) {
 		return nil, fmt.Errorf("plugins.ai-proxy: %v", c.Err)
 	}
 	if upstreamID == "" {
@@ -114,6 +115,12 @@ func convertRoute(in []byte, upstreamID string) ([]byte, error) {
 	}
 	pretty.WriteByte('\n')
 	return pretty.Bytes(), nil
+}
+
+// credentialsFromEnv tells a vertex-ai conf that relies on the runner's
+// GCP_SERVICE_ACCOUNT: valid, though this machine may not have it set.
+func credentialsFromEnv(err *providers.ConfError) bool {
+	return err.Field == "auth.gcp.service_account_json" && err.Msg == providers.MsgServiceAccountRequired
 }
 
 // stripLineComments drops // comments outside strings, so a route pasted

@@ -78,4 +78,3 @@ func TestParseConfErrorNeverQuotesSecrets(t *testing.T) {
 		t.Fatalf("err = %v", c.Err)
 	}
 }
-

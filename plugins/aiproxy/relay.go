@@ -9,7 +9,9 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -156,35 +158,128 @@ func (p *Plugin) forward(w http.ResponseWriter, r *http.Request, c *call, out *p
 	if c.stream && c.conf.MaxStreamTime > 0 {
 		dl.after(c.conf.MaxStreamTime, "max_stream_duration_ms")
 	}
-
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, out.URL, bytes.NewReader(out.Body))
-	if err != nil {
-		c.fail(w, http.StatusInternalServerError, "internal_error", "building upstream request: "+err.Error())
-		return
+	if u, err := url.Parse(out.URL); err == nil {
+		c.upstreamHost = u.Host
 	}
-	c.upstreamHost = req.URL.Host
-	copyHeaders(req.Header, r.Header, dropRequest)
-	req.Header.Set("Content-Type", "application/json")
-	if err := c.conf.Provider.Authorize(ctx, req); err != nil {
-		c.fail(w, http.StatusBadGateway, "upstream_auth_failed", "could not obtain upstream credentials: "+err.Error())
+	if len(out.Parts) > 0 {
+		p.fanOut(ctx, w, r, c, dl, out)
 		return
 	}
 
 	sent := time.Now()
-	resp, err := p.transports.forConf(c.conf).RoundTrip(req)
+	resp, err := p.send(ctx, r, c, out.URL, out.Body)
 	if err != nil {
 		p.failUpstream(w, r, c, dl, err)
 		return
 	}
 	defer resp.Body.Close()
 
-	if c.stream && resp.StatusCode/100 == 2 && isEventStream(resp.Header) {
+	if c.stream && out.Convert == nil && resp.StatusCode/100 == 2 && isEventStream(resp.Header) {
 		p.stream(w, r, c, dl, firstByte, resp, sent)
 		return
 	}
 	c.ttft = time.Since(sent)
-	p.relayWhole(w, r, c, dl, resp)
+	body, err := p.readWhole(resp, c.conf)
+	if err != nil {
+		p.failUpstream(w, r, c, dl, err)
+		return
+	}
+	dl.stop()
+	p.writeWhole(w, c, resp.StatusCode, resp.Header, [][]byte{body}, out.Convert)
 }
+
+// errAuth marks a failure to obtain upstream credentials (a token fetch).
+type errAuth struct{ err error }
+
+func (e errAuth) Error() string { return "could not obtain upstream credentials: " + e.err.Error() }
+func (e errAuth) Unwrap() error { return e.err }
+
+// errTooLarge is an upstream answer over the relay's limit.
+type errTooLarge struct{ limit int64 }
+
+func (e errTooLarge) Error() string { return fmt.Sprintf("answer exceeds %d bytes", e.limit) }
+
+// send makes one upstream call with the client's headers (less the ones a
+// provider must not see) and the route's credentials.
+func (p *Plugin) send(ctx context.Context, r *http.Request, c *call, target string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	copyHeaders(req.Header, r.Header, dropRequest)
+	req.Header.Set("Content-Type", "application/json")
+	if err := c.conf.Provider.Authorize(ctx, req); err != nil {
+		return nil, errAuth{err}
+	}
+	// RoundTrip, not a Client: a proxy relays redirects, it does not follow them.
+	return p.transports.forConf(c.conf).RoundTrip(req)
+}
+
+// readWhole reads an answer the relay must hold whole, within the route's
+// max_response_bytes (or bufferedResponseCap).
+func (p *Plugin) readWhole(resp *http.Response, conf *Conf) ([]byte, error) {
+	limit := conf.MaxResponseBytes
+	if limit == 0 {
+		limit = bufferedResponseCap
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > limit {
+		return nil, errTooLarge{limit}
+	}
+	return body, nil
+}
+
+// fanOut sends every part as its own call, in parallel, and answers with
+// the converted whole, or with the first error answer as the provider gave it.
+func (p *Plugin) fanOut(ctx context.Context, w http.ResponseWriter, r *http.Request, c *call, dl *deadline, out *providers.Outbound) {
+	type answer struct {
+		status int
+		header http.Header
+		body   []byte
+		err    error
+	}
+	answers := make([]answer, len(out.Parts))
+	sem := make(chan struct{}, maxParallelParts)
+	var wg sync.WaitGroup
+	sent := time.Now()
+	for i, part := range out.Parts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			resp, err := p.send(ctx, r, c, out.URL, part)
+			if err != nil {
+				answers[i].err = err
+				return
+			}
+			defer resp.Body.Close()
+			answers[i].status, answers[i].header = resp.StatusCode, resp.Header
+			answers[i].body, answers[i].err = p.readWhole(resp, c.conf)
+		}()
+	}
+	wg.Wait()
+	c.ttft = time.Since(sent)
+	dl.stop()
+	bodies := make([][]byte, len(answers))
+	for i, a := range answers {
+		if a.err != nil {
+			p.failUpstream(w, r, c, dl, a.err)
+			return
+		}
+		if a.status/100 != 2 {
+			p.writeWhole(w, c, a.status, a.header, [][]byte{a.body}, nil)
+			return
+		}
+		bodies[i] = a.body
+	}
+	p.writeWhole(w, c, answers[0].status, answers[0].header, bodies, out.Convert)
+}
+
+// maxParallelParts bounds the calls one fanned-out request makes at once.
+const maxParallelParts = 8
 
 func isEventStream(h http.Header) bool {
 	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
@@ -195,7 +290,13 @@ func isEventStream(h http.Header) bool {
 // reached the client: 504 when a limit passed, 499 when the client left,
 // 502 otherwise.
 func (p *Plugin) failUpstream(w http.ResponseWriter, r *http.Request, c *call, dl *deadline, err error) {
+	var authErr errAuth
+	var tooLarge errTooLarge
 	switch limit := dl.which(); {
+	case errors.As(err, &authErr):
+		c.fail(w, http.StatusBadGateway, "upstream_auth_failed", authErr.Error())
+	case errors.As(err, &tooLarge):
+		c.fail(w, http.StatusBadGateway, "upstream_response_too_large", c.provider+" "+tooLarge.Error())
 	case limit != "":
 		c.fail(w, http.StatusGatewayTimeout, "upstream_timeout", fmt.Sprintf("%s gave no answer within %s (%s)", c.provider, limitValue(c.conf, limit), limit))
 	case r.Context().Err() != nil:
@@ -222,26 +323,14 @@ func describeNetErr(err error) string {
 	return err.Error()
 }
 
-// relayWhole relays an answer read whole: every non-stream answer and every
-// error. Reading it first lets the usage go into the response headers.
-func (p *Plugin) relayWhole(w http.ResponseWriter, r *http.Request, c *call, dl *deadline, resp *http.Response) {
-	limit := c.conf.MaxResponseBytes
-	if limit == 0 {
-		limit = bufferedResponseCap
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		p.failUpstream(w, r, c, dl, err)
-		return
-	}
-	if int64(len(body)) > limit {
-		c.fail(w, http.StatusBadGateway, "upstream_response_too_large", fmt.Sprintf("%s answer exceeds %d bytes", c.provider, limit))
-		return
-	}
-	dl.stop()
-	ok := resp.StatusCode/100 == 2
-	if conv, isConv := c.conf.Provider.(providers.ResponseConverter); ok && isConv && conv.Converts(c.api) {
-		if body, err = conv.ConvertResponse(c.api, c.requestModel, resp.StatusCode, body); err != nil {
+// writeWhole answers with a response read whole: every non-stream answer
+// and every error. Holding it first lets the usage go into the headers.
+func (p *Plugin) writeWhole(w http.ResponseWriter, c *call, status int, header http.Header, bodies [][]byte, convert func([][]byte) ([]byte, error)) {
+	ok := status/100 == 2
+	body := bodies[0]
+	if ok && convert != nil {
+		var err error
+		if body, err = convert(bodies); err != nil {
 			c.fail(w, http.StatusBadGateway, "upstream_invalid_response", fmt.Sprintf("%s answer could not be converted: %v", c.provider, err))
 			return
 		}
@@ -250,14 +339,17 @@ func (p *Plugin) relayWhole(w http.ResponseWriter, r *http.Request, c *call, dl 
 		c.obs.Observe(body)
 	}
 	h := w.Header()
-	copyHeaders(h, resp.Header, dropResponse)
+	copyHeaders(h, header, dropResponse)
 	setLLMHeaders(h, c, ok)
-	h.Set("Content-Length", fmt.Sprint(len(body)))
-	c.status = resp.StatusCode
+	if convert != nil && ok {
+		h.Set("Content-Type", "application/json")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	c.status = status
 	if !ok {
 		c.errKind = "upstream_status"
 	}
-	w.WriteHeader(resp.StatusCode)
+	w.WriteHeader(status)
 	n, _ := w.Write(body)
 	c.bytesOut = int64(n)
 }
