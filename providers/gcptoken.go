@@ -29,10 +29,18 @@ var tokenHTTPClient = &http.Client{
 	Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 2},
 }
 
-// TokenStats counts token fetches of every service account, for metrics.
-var TokenStats struct {
+// tokenStats counts token fetches of every service account, for metrics.
+var tokenStats struct {
 	mu                sync.Mutex
-	Fetches, Failures int64
+	fetches, failures int64
+}
+
+// TokenFetches reports how many access-token requests were made and how
+// many of them failed, over all service accounts.
+func TokenFetches() (fetches, failures int64) {
+	tokenStats.mu.Lock()
+	defer tokenStats.mu.Unlock()
+	return tokenStats.fetches, tokenStats.failures
 }
 
 // tokenSource turns a service account into OAuth2 access tokens (the JWT
@@ -153,12 +161,12 @@ func (s *tokenSource) startFetch() <-chan struct{} {
 	go func() {
 		defer close(done)
 		tok, err := s.fetch()
-		TokenStats.mu.Lock()
-		TokenStats.Fetches++
+		tokenStats.mu.Lock()
+		tokenStats.fetches++
 		if err != nil {
-			TokenStats.Failures++
+			tokenStats.failures++
 		}
-		TokenStats.mu.Unlock()
+		tokenStats.mu.Unlock()
 
 		s.mu.Lock()
 		defer s.mu.Unlock()

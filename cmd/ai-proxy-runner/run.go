@@ -8,14 +8,19 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	runnerlog "github.com/apache/apisix-go-plugin-runner/pkg/log"
 	"github.com/apache/apisix-go-plugin-runner/pkg/plugin"
 	"github.com/apache/apisix-go-plugin-runner/pkg/runner"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -28,19 +33,27 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	relayAddr := fs.String("relay-addr", envOr("AI_PROXY_RELAY_ADDR", defaultRelayAddr), "address of the relay that APISIX's ai-proxy upstream points at (env AI_PROXY_RELAY_ADDR)")
 	levelName := fs.String("log-level", envOr("AI_PROXY_LOG_LEVEL", "warn"), "debug, info, warn or error (env AI_PROXY_LOG_LEVEL); info logs every call")
+	accessLog := fs.String("access-log", envOr("AI_PROXY_ACCESS_LOG", ""), "file for one JSON line per LLM call (env AI_PROXY_ACCESS_LOG); empty = stdout; reopened on SIGHUP")
+	metricsAddr := fs.String("metrics-addr", envOr("AI_PROXY_METRICS_ADDR", ""), "address for GET /metrics in Prometheus format (env AI_PROXY_METRICS_ADDR); empty = off")
 	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight calls may run on; APISIX itself kills the runner 1s after SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := serve(*relayAddr, *levelName, *grace); err != nil {
+	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *grace}); err != nil {
 		fmt.Fprintln(os.Stderr, "ai-proxy-runner:", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(relayAddr, levelName string, grace time.Duration) error {
-	level, err := zapcore.ParseLevel(levelName)
+type settings struct {
+	relayAddr, levelName, accessLog, metricsAddr string
+	grace                                        time.Duration
+}
+
+func serve(s settings) error {
+	relayAddr, grace := s.relayAddr, s.grace
+	level, err := zapcore.ParseLevel(s.levelName)
 	if err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
@@ -51,8 +64,20 @@ func serve(relayAddr, levelName string, grace time.Duration) error {
 	if err := checkExpireTime(); err != nil {
 		return err
 	}
-	log := newLogger(level)
+	log := newLogger(level, zapcore.Lock(os.Stdout))
 	defer func() { _ = log.Sync() }()
+	calls := newLogger(zapcore.InfoLevel, zapcore.Lock(os.Stdout))
+	if s.accessLog != "" {
+		f, err := openLogFile(s.accessLog)
+		if err != nil {
+			return fmt.Errorf("--access-log: %w", err)
+		}
+		defer f.Close()
+		calls = newLogger(zapcore.InfoLevel, f)
+		stopHUP := reopenOnHUP(f, log)
+		defer stopHUP()
+	}
+	defer func() { _ = calls.Sync() }()
 
 	ln, err := net.Listen("tcp", relayAddr)
 	if err != nil {
@@ -70,7 +95,19 @@ func serve(relayAddr, levelName string, grace time.Duration) error {
 	// runner's output into its error.log, so keep it at the chosen level
 	// from the first line.
 	runnerlog.NewLogger(level, os.Stdout)
-	p := aiproxy.New(log)
+	opts := aiproxy.Options{Log: log, Calls: calls}
+	if s.metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		opts.Metrics = aiproxy.NewMetrics(reg)
+		stop, err := serveMetrics(s.metricsAddr, reg, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stop()
+	}
+	p := aiproxy.New(opts)
 	if err := plugin.RegisterPlugin(p); err != nil {
 		ln.Close()
 		return err
@@ -103,12 +140,45 @@ func serve(relayAddr, levelName string, grace time.Duration) error {
 	return nil
 }
 
-func newLogger(level zapcore.Level) *zap.Logger {
+func newLogger(level zapcore.Level, out zapcore.WriteSyncer) *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "time"
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(os.Stdout), level)
-	return zap.New(core)
+	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, level))
+}
+
+// reopenOnHUP reopens the call log on SIGHUP (after logrotate moved it).
+func reopenOnHUP(f *logFile, log *zap.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := f.Reopen(); err != nil {
+					log.Error("cannot reopen the access log", zap.Error(err))
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
+}
+
+// serveMetrics serves GET /metrics on its own listener, apart from the
+// relay, so scraping needs no ticket and the relay stays closed.
+func serveMetrics(addr string, reg *prometheus.Registry, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics cannot listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log.Named("metrics"))}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }
 
 // socketPath reads the socket APISIX dials, as APISIX passes it.

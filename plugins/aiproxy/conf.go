@@ -1,11 +1,12 @@
 package aiproxy
 
 import (
-	"crypto/sha256"
+	"crypto/rand"
 	"fmt"
 	"math"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -43,6 +44,10 @@ type Conf struct {
 	LogSummaries     bool
 	LogPayloads      bool
 
+	// routeID is the APISIX route id, asked of APISIX on the conf's first
+	// request; it names the route in the call log.
+	routeID atomic.Pointer[string]
+
 	// Err is set when the conf is invalid: the plugin then answers every
 	// request of the route with it instead of letting the request through.
 	Err *providers.ConfError
@@ -65,8 +70,13 @@ var knownFields = map[string]bool{
 // ext-plugin conf entry). It always returns a Conf; an invalid one carries
 // Err and no provider.
 func ParseConf(in []byte) *Conf {
-	sum := sha256.Sum256(in)
-	c := &Conf{ID: confID(sum[:16])}
+	c := &Conf{}
+	// One id per parsed conf, i.e. per APISIX conf token: each token is one
+	// route version, so the relay can tell routes apart even when two
+	// carry the same conf.
+	if _, err := rand.Read(c.ID[:]); err != nil {
+		panic("ai-proxy: no randomness for conf ids: " + err.Error())
+	}
 	if err := c.parse(in); err != nil {
 		c.Err = err
 	}
@@ -123,7 +133,9 @@ func (c *Conf) parse(in []byte) *providers.ConfError {
 	c.KeepaliveTimeout = v.millis("keepalive_timeout", 1000, defaultKeepaliveTimeout)
 	c.KeepalivePool = v.intOr("keepalive_pool", 1, defaultKeepalivePool)
 	c.SSLVerify = v.boolean("ssl_verify", true)
-	c.LogSummaries = v.boolean("logging.summaries", false)
+	// Summaries are on unless a route turns them off: every call gets its
+	// log line by default.
+	c.LogSummaries = v.boolean("logging.summaries", true)
 	c.LogPayloads = v.boolean("logging.payloads", false)
 	c.MaxReqBodySize = int64(v.intOr("max_req_body_size", 1, defaultMaxReqBody))
 	c.MaxResponseBytes = int64(v.intOr("max_response_bytes", 0, 0))

@@ -4,50 +4,73 @@ import (
 	"net"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
+// maxLoggedPayload bounds a body written to the call log with
+// logging.payloads on.
+const maxLoggedPayload = 16 << 10
+
 // logCall writes the one line per relayed call. It names the upstream host,
-// never the URL (auth.query keys) or any header.
+// never the URL (auth.query keys) or a header (credentials).
 func (p *Plugin) logCall(r *http.Request, c *call) {
-	level := zap.InfoLevel
-	if c.errKind != "" && c.errKind != "upstream_status" {
-		level = zap.WarnLevel
+	p.metrics.observe(c)
+	if c.conf != nil && !c.conf.LogSummaries {
+		return
 	}
-	ce := p.log.Check(level, "llm call")
+	ce := p.calls.Check(zap.InfoLevel, "llm call")
 	if ce == nil {
 		return
 	}
 	fields := []zapcore.Field{
+		zap.String("request_id", r.Header.Get("X-Request-Id")),
+		zap.String("route_id", c.routeID()),
+		zap.String("client_ip", clientIP(r)),
 		zap.String("provider", c.provider),
+		zap.String("api", string(c.api)),
+		zap.String("upstream_host", c.upstreamHost),
 		zap.String("request_model", c.requestModel),
 		zap.String("model", c.obs.Model),
-		zap.String("api", string(c.api)),
 		zap.Bool("stream", c.stream),
 		zap.Int("status", c.status),
-		zap.String("upstream_host", c.upstreamHost),
 		zap.Int64("ttft_ms", c.ttft.Milliseconds()),
 		zap.Int64("duration_ms", time.Since(c.start).Milliseconds()),
 		zap.Int64("bytes_in", c.bytesIn),
 		zap.Int64("bytes_out", c.bytesOut),
-		zap.String("client_ip", clientIP(r)),
 	}
 	if c.obs.UsageSeen {
 		u := c.obs.Usage
 		fields = append(fields,
 			zap.Int64("prompt_tokens", u.Prompt),
 			zap.Int64("completion_tokens", u.Completion),
-			zap.Int64("total_tokens", u.Total))
+			zap.Int64("total_tokens", u.Total),
+			zap.Int64("cached_tokens", u.Cached),
+			zap.Int64("reasoning_tokens", u.Reasoning))
 	}
-	if c.stream {
-		fields = append(fields, zap.Bool("done", c.sawDone))
+	if c.stream && c.status/100 == 2 {
+		fields = append(fields, zap.Bool("stream_done", c.sawDone))
 	}
 	if c.errKind != "" {
 		fields = append(fields, zap.String("error_kind", c.errKind), zap.String("error", c.errMsg))
 	}
+	if c.conf != nil && c.conf.LogPayloads {
+		fields = append(fields, zap.String("request_body", clip(c.reqBody)), zap.String("response_body", clip(c.respBody)))
+	}
 	ce.Write(fields...)
+}
+
+// clip keeps a logged body short and valid UTF-8.
+func clip(b []byte) string {
+	if len(b) > maxLoggedPayload {
+		b = b[:maxLoggedPayload]
+		for len(b) > 0 && !utf8.Valid(b) {
+			b = b[:len(b)-1]
+		}
+	}
+	return string(b)
 }
 
 // clientIP is the client as APISIX saw it, else the peer.

@@ -23,16 +23,35 @@ type Plugin struct {
 	plugin.DefaultPlugin
 
 	log        *zap.Logger
+	calls      *zap.Logger
+	metrics    *Metrics
 	tickets    *tickets
 	confs      *confRegistry
 	transports *transports
 }
 
-// New makes the plugin. log receives conf errors and one line per relayed
-// call.
-func New(log *zap.Logger) *Plugin {
+// Options are the plugin's outputs.
+type Options struct {
+	// Log receives diagnostics: conf errors, failed calls.
+	Log *zap.Logger
+	// Calls receives one line per relayed call; nil = Log at info level.
+	Calls *zap.Logger
+	// Metrics, when set, counts calls, tokens and latencies.
+	Metrics *Metrics
+}
+
+// New makes the plugin.
+func New(o Options) *Plugin {
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if o.Calls == nil {
+		o.Calls = o.Log
+	}
 	return &Plugin{
-		log:        log,
+		log:        o.Log,
+		calls:      o.Calls,
+		metrics:    o.Metrics,
 		tickets:    newTickets(),
 		confs:      newConfRegistry(ticketTTL),
 		transports: newTransports(),
@@ -70,6 +89,14 @@ func (p *Plugin) RequestFilter(conf any, w http.ResponseWriter, r pkgHTTP.Reques
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = w.Write(errorBody(msg, "invalid_conf", param))
 		return
+	}
+	if c.routeID.Load() == nil {
+		// One ExtraInfo round trip per conf token, not per request.
+		id, err := r.Var("route_id")
+		if err == nil {
+			s := string(id)
+			c.routeID.Store(&s)
+		}
 	}
 	p.confs.put(c)
 	r.Header().Set(TicketHeader, p.tickets.mint(c.ID))

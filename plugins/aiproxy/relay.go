@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
 )
 
@@ -38,6 +40,19 @@ type call struct {
 	errMsg   string
 	// sawDone is false for a stream that ended without [DONE].
 	sawDone bool
+	// reqBody and respBody are kept for the call log when the route's
+	// logging.payloads is on.
+	reqBody, respBody []byte
+}
+
+func (c *call) routeID() string {
+	if c.conf == nil {
+		return ""
+	}
+	if id := c.conf.routeID.Load(); id != nil {
+		return *id
+	}
+	return ""
 }
 
 func (c *call) model() string {
@@ -93,7 +108,16 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, status, kind, err.Error())
 		return
 	}
-	c.api, c.requestModel, c.stream, c.usageAdded = out.API, out.Model, out.Stream, out.UsageAdded
+	c.api, c.stream, c.usageAdded = out.API, out.Stream, out.UsageAdded
+	// The request model is what the client asked for; the route's options
+	// may have replaced it (the upstream model is in the log's "model").
+	c.requestModel = out.Model
+	if m := gjson.GetBytes(body, "model"); m.Type == gjson.String {
+		c.requestModel = m.Str
+	}
+	if c.conf.LogPayloads {
+		c.reqBody = body
+	}
 	p.forward(w, r, c, out)
 }
 
@@ -348,6 +372,9 @@ func (p *Plugin) writeWhole(w http.ResponseWriter, c *call, status int, header h
 	c.status = status
 	if !ok {
 		c.errKind = "upstream_status"
+	}
+	if c.conf.LogPayloads {
+		c.respBody = body
 	}
 	w.WriteHeader(status)
 	n, _ := w.Write(body)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-	"go.uber.org/zap"
 )
 
 // relayFixture is the relay in front of a scripted upstream, with a ticket
@@ -26,7 +25,7 @@ type relayFixture struct {
 
 func newRelayFixture(t *testing.T, conf string, upstream http.HandlerFunc) *relayFixture {
 	t.Helper()
-	f := &relayFixture{plugin: New(zap.NewNop()), got: make(chan *http.Request, 8), gotBody: make(chan string, 8)}
+	f := &relayFixture{plugin: New(Options{}), got: make(chan *http.Request, 8), gotBody: make(chan string, 8)}
 	f.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		f.got <- r
@@ -103,7 +102,7 @@ func TestRelayNonStream(t *testing.T) {
 		t.Errorf("upstream body %s", b)
 	}
 	want := map[string]string{
-		HeaderProvider: "openai", HeaderRequestModel: "gpt-4", HeaderModel: "gpt-4-0613",
+		HeaderProvider: "openai", HeaderRequestModel: "openai", HeaderModel: "gpt-4-0613",
 		HeaderPromptTokens: "5", HeaderCompletionTokens: "3", HeaderTotalTokens: "8", "X-Request-Id": "req-1", "Set-Cookie": "",
 	}
 	for k, v := range want {

@@ -53,6 +53,8 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 				c.ttft = time.Since(sent)
 				p.startStream(w, c, resp)
 				started = true
+				p.metrics.streamStarted()
+				defer p.metrics.streamEnded()
 				if !p.write(w, rc, c, pending) {
 					return
 				}

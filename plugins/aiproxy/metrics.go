@@ -1,0 +1,83 @@
+package aiproxy
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
+)
+
+// Metrics are the relay's Prometheus series. A nil *Metrics records nothing.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	tokens   *prometheus.CounterVec
+	ttft     *prometheus.HistogramVec
+	duration *prometheus.HistogramVec
+	streams  prometheus.Gauge
+}
+
+// NewMetrics registers the series with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	latency := []float64{.05, .1, .25, .5, 1, 2, 4, 8, 16, 32, 64, 128}
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ai_proxy_requests_total", Help: "Relayed LLM calls by provider, model and HTTP status.",
+		}, []string{"provider", "model", "status"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ai_proxy_tokens_total", Help: "Tokens the providers reported, by kind (prompt, completion, total).",
+		}, []string{"provider", "model", "kind"}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ai_proxy_time_to_first_token_seconds", Help: "From sending upstream to the first byte (streams: the first event).", Buckets: latency,
+		}, []string{"provider", "stream"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ai_proxy_request_duration_seconds", Help: "Whole relayed calls.", Buckets: latency,
+		}, []string{"provider", "stream"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ai_proxy_streams_in_flight", Help: "Streams being relayed now.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.tokens, m.ttft, m.duration, m.streams,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "ai_proxy_gcp_token_fetches_total", Help: "Access-token requests to Google token endpoints.",
+		}, func() float64 { f, _ := providers.TokenFetches(); return float64(f) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "ai_proxy_gcp_token_failures_total", Help: "Access-token requests that failed.",
+		}, func() float64 { _, f := providers.TokenFetches(); return float64(f) }),
+	)
+	return m
+}
+
+func (m *Metrics) streamStarted() {
+	if m != nil {
+		m.streams.Inc()
+	}
+}
+
+func (m *Metrics) streamEnded() {
+	if m != nil {
+		m.streams.Dec()
+	}
+}
+
+// observe records a finished call; calls refused before a conf was known
+// (bad tickets) are not LLM calls and are not counted.
+func (m *Metrics) observe(c *call) {
+	if m == nil || c.conf == nil {
+		return
+	}
+	model := c.model()
+	stream := strconv.FormatBool(c.stream)
+	m.requests.WithLabelValues(c.provider, model, strconv.Itoa(c.status)).Inc()
+	if c.obs.UsageSeen {
+		u := c.obs.Usage
+		m.tokens.WithLabelValues(c.provider, model, "prompt").Add(float64(u.Prompt))
+		m.tokens.WithLabelValues(c.provider, model, "completion").Add(float64(u.Completion))
+		m.tokens.WithLabelValues(c.provider, model, "total").Add(float64(u.Total))
+	}
+	if c.ttft > 0 {
+		m.ttft.WithLabelValues(c.provider, stream).Observe(c.ttft.Seconds())
+	}
+	m.duration.WithLabelValues(c.provider, stream).Observe(time.Since(c.start).Seconds())
+}
