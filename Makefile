@@ -12,8 +12,8 @@ help: ## list the targets
 build: ## build bin/ai-proxy-runner
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ai-proxy-runner
 
-run: ## the main job on this machine: runner + APISIX test double on :9080 (admin :9180) + a mock OpenAI provider
-	$(GO) run ./t/quickstart
+run: build ## the main job on this machine: runner + APISIX test double on :9080 (admin :9180) + a mock OpenAI provider
+	$(GO) run ./t/quickstart -runner $(BIN)
 
 test: lint ## everything CI runs: lint, then unit and end-to-end tests with -race
 	bash ci/test.sh
@@ -32,9 +32,10 @@ routes: ## regenerate conf/routes/*.json from conf/routes/seed/ with `ai-proxy-r
 bench: ## benchmarks (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-fuzz: ## longer fuzzing of the conf parser and the SSE reader
+fuzz: ## longer fuzzing: conf parser, SSE reader, embeddings converter
 	$(GO) test -run '^$$' -fuzz FuzzParseConf -fuzztime 60s ./plugins/aiproxy
 	$(GO) test -run '^$$' -fuzz FuzzEventReader -fuzztime 60s ./providers
+	$(GO) test -run '^$$' -fuzz FuzzPredictToOpenAI -fuzztime 60s ./providers
 
 clean: ## remove build output
 	rm -rf bin

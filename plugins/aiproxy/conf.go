@@ -100,7 +100,11 @@ func (c *Conf) parse(in []byte) *providers.ConfError {
 	})
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return &providers.ConfError{Field: unknown[0], Msg: "unknown field"}
+		field := unknown[0]
+		if field == "" {
+			field = `""`
+		}
+		return &providers.ConfError{Field: field, Msg: "unknown field"}
 	}
 
 	v := validator{root: root}
