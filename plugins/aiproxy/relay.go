@@ -359,6 +359,12 @@ func (p *Plugin) writeWhole(w http.ResponseWriter, c *call, status int, header h
 			return
 		}
 	}
+	if ok && !gjson.ValidBytes(body) {
+		// An LLM API answers JSON; anything else is a broken provider or a
+		// captive portal, not an answer to hand over as 200.
+		c.fail(w, http.StatusBadGateway, "upstream_invalid_response", c.provider+" answered "+strconv.Itoa(status)+" with a body that is not JSON")
+		return
+	}
 	if ok {
 		c.obs.Observe(body)
 	}

@@ -231,3 +231,65 @@ func TestRelayUpstreamFailures(t *testing.T) {
 		}
 	})
 }
+
+func TestRelayInvalidAnswers(t *testing.T) {
+	t.Run("not json", func(t *testing.T) {
+		f := newRelayFixture(t, openAIConf, func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "<html>gateway</html>")
+		})
+		resp := f.post(t, `{"messages":[]}`, nil)
+		if body := readBodyString(t, resp); resp.StatusCode != 502 || gjson.Get(body, "error.code").String() != "upstream_invalid_response" {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("too large", func(t *testing.T) {
+		f := newRelayFixture(t, strings.Replace(openAIConf, `"timeout":2000`, `"max_response_bytes":1000`, 1), func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"x":"`+strings.Repeat("a", 5000)+`"}`)
+		})
+		resp := f.post(t, `{"messages":[]}`, nil)
+		if body := readBodyString(t, resp); resp.StatusCode != 502 || gjson.Get(body, "error.code").String() != "upstream_response_too_large" {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("stream ends before its first event", func(t *testing.T) {
+		f := newRelayFixture(t, openAIConf, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, ": keep-alive\n\n")
+		})
+		resp := f.post(t, `{"messages":[],"stream":true}`, nil)
+		if body := readBodyString(t, resp); resp.StatusCode != 502 || gjson.Get(body, "error.code").String() != "upstream_invalid_response" {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	})
+}
+
+// A client that hangs up mid-stream cancels the upstream request.
+func TestRelayClientGoneCancelsUpstream(t *testing.T) {
+	canceled := make(chan struct{})
+	f := newRelayFixture(t, openAIConf, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		close(canceled)
+	})
+	req, _ := http.NewRequest("POST", f.relay.URL, strings.NewReader(`{"messages":[],"stream":true}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(TicketHeader, f.ticket)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	resp.Body.Close() // hang up
+	select {
+	case <-canceled:
+		t.Logf("upstream cancelled %v after the client left", time.Since(start))
+	case <-time.After(5 * time.Second):
+		t.Fatal("upstream request still running after the client left")
+	}
+}
