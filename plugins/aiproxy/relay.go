@@ -203,13 +203,14 @@ func (p *Plugin) forward(w http.ResponseWriter, r *http.Request, c *call, out *p
 		return
 	}
 	c.ttft = time.Since(sent)
-	body, err := p.readWhole(resp, c.conf)
+	buf, err := p.readWhole(resp, c.conf)
 	if err != nil {
 		p.failUpstream(w, r, c, dl, err)
 		return
 	}
+	defer putBuffer(buf)
 	dl.stop()
-	p.writeWhole(w, c, resp.StatusCode, resp.Header, [][]byte{body}, out.Convert)
+	p.writeWhole(w, c, resp.StatusCode, resp.Header, [][]byte{buf.Bytes()}, out.Convert)
 }
 
 // errAuth marks a failure to obtain upstream credentials (a token fetch).
@@ -240,20 +241,41 @@ func (p *Plugin) send(ctx context.Context, r *http.Request, c *call, target stri
 }
 
 // readWhole reads an answer the relay must hold whole, within the route's
-// max_response_bytes (or bufferedResponseCap).
-func (p *Plugin) readWhole(resp *http.Response, conf *Conf) ([]byte, error) {
+// max_response_bytes (or bufferedResponseCap). The buffer comes from a pool;
+// hand it back with putBuffer once the answer is written.
+func (p *Plugin) readWhole(resp *http.Response, conf *Conf) (*bytes.Buffer, error) {
 	limit := conf.MaxResponseBytes
 	if limit == 0 {
 		limit = bufferedResponseCap
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(body)) > limit {
+	if resp.ContentLength > limit {
 		return nil, errTooLarge{limit}
 	}
-	return body, nil
+	buf := buffers.Get().(*bytes.Buffer)
+	if resp.ContentLength > 0 {
+		buf.Grow(int(resp.ContentLength))
+	}
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	if err == nil && int64(buf.Len()) > limit {
+		err = errTooLarge{limit}
+	}
+	if err != nil {
+		putBuffer(buf)
+		return nil, err
+	}
+	return buf, nil
+}
+
+// buffers hold whole answers between reading and writing them; reusing them
+// saves allocating and zeroing every answer's size again.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putBuffer(b *bytes.Buffer) {
+	if b == nil || b.Cap() > 4<<20 {
+		return // let rare giants go
+	}
+	b.Reset()
+	buffers.Put(b)
 }
 
 // fanOut sends every part as its own call, in parallel, and answers with
@@ -262,7 +284,7 @@ func (p *Plugin) fanOut(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	type answer struct {
 		status int
 		header http.Header
-		body   []byte
+		body   *bytes.Buffer
 		err    error
 	}
 	answers := make([]answer, len(out.Parts))
@@ -285,6 +307,11 @@ func (p *Plugin) fanOut(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}()
 	}
 	wg.Wait()
+	defer func() {
+		for _, a := range answers {
+			putBuffer(a.body)
+		}
+	}()
 	c.ttft = time.Since(sent)
 	dl.stop()
 	bodies := make([][]byte, len(answers))
@@ -294,10 +321,10 @@ func (p *Plugin) fanOut(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return
 		}
 		if a.status/100 != 2 {
-			p.writeWhole(w, c, a.status, a.header, [][]byte{a.body}, nil)
+			p.writeWhole(w, c, a.status, a.header, [][]byte{a.body.Bytes()}, nil)
 			return
 		}
-		bodies[i] = a.body
+		bodies[i] = a.body.Bytes()
 	}
 	p.writeWhole(w, c, answers[0].status, answers[0].header, bodies, out.Convert)
 }
