@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash"
+	"sync"
 	"time"
 )
 
@@ -35,8 +37,8 @@ var (
 // expiry) with a key that exists only in this process, so nothing outside
 // the runner can make one, and one ticket names exactly one conf.
 type tickets struct {
-	key []byte
-	now func() time.Time
+	now  func() time.Time
+	macs sync.Pool // of hash.Hash keyed with the process key: minting is per request
 }
 
 func newTickets() *tickets {
@@ -44,15 +46,19 @@ func newTickets() *tickets {
 	if _, err := rand.Read(key); err != nil {
 		panic("ai-proxy: no randomness for the ticket key: " + err.Error())
 	}
-	return &tickets{key: key, now: time.Now}
+	t := &tickets{now: time.Now}
+	t.macs.New = func() any { return hmac.New(sha256.New, key) }
+	return t
 }
 
 func (t *tickets) mint(id confID) string {
 	var buf [ticketLen]byte
 	copy(buf[:], id[:])
 	binary.BigEndian.PutUint64(buf[len(id):], uint64(t.now().Add(ticketTTL).Unix()))
-	copy(buf[ticketPayloadLen:], t.mac(buf[:ticketPayloadLen]))
-	return base64.RawURLEncoding.EncodeToString(buf[:])
+	t.mac(buf[ticketPayloadLen:], buf[:ticketPayloadLen])
+	var out [(ticketLen*8 + 5) / 6]byte
+	base64.RawURLEncoding.Encode(out[:], buf[:])
+	return string(out[:])
 }
 
 func (t *tickets) verify(s string) (confID, error) {
@@ -60,23 +66,32 @@ func (t *tickets) verify(s string) (confID, error) {
 	if s == "" {
 		return id, errNoTicket
 	}
-	buf, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(buf) != ticketLen {
+	var buf [ticketLen]byte
+	if base64.RawURLEncoding.DecodedLen(len(s)) != ticketLen {
 		return id, errBadTicket
 	}
-	if !hmac.Equal(buf[ticketPayloadLen:], t.mac(buf[:ticketPayloadLen])) {
+	if n, err := base64.RawURLEncoding.Decode(buf[:], []byte(s)); err != nil || n != ticketLen {
+		return id, errBadTicket
+	}
+	var want [ticketMACLen]byte
+	t.mac(want[:], buf[:ticketPayloadLen])
+	if !hmac.Equal(buf[ticketPayloadLen:], want[:]) {
 		return id, errBadTicket
 	}
 	// The expiry is checked only after the MAC, so a forger learns nothing.
 	if int64(binary.BigEndian.Uint64(buf[len(id):ticketPayloadLen])) < t.now().Unix() {
 		return id, errExpiredTicket
 	}
-	copy(id[:], buf)
+	copy(id[:], buf[:])
 	return id, nil
 }
 
-func (t *tickets) mac(payload []byte) []byte {
-	m := hmac.New(sha256.New, t.key)
+// mac writes the truncated HMAC of payload into dst.
+func (t *tickets) mac(dst, payload []byte) {
+	m := t.macs.Get().(hash.Hash)
+	m.Reset()
 	m.Write(payload)
-	return m.Sum(nil)[:ticketMACLen]
+	var sum [sha256.Size]byte
+	copy(dst, m.Sum(sum[:0]))
+	t.macs.Put(m)
 }
