@@ -1,0 +1,152 @@
+// Command quickstart shows the main job on one machine, with no Docker and
+// no API key: the ai-proxy-runner binary under the APISIX test double
+// (data plane 127.0.0.1:9080, Admin API 127.0.0.1:9180), the relay upstream
+// and the seed's OpenAI route loaded from conf/, and a mock
+// OpenAI-compatible provider standing in for api.openai.com.
+//
+//	make run   # then, in another terminal, the seed's curl
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/apisix"
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/fakes"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "quickstart:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	runner := flag.String("runner", "bin/ai-proxy-runner", "the runner binary (make build)")
+	dataAddr := flag.String("listen", "127.0.0.1:9080", "APISIX data plane")
+	adminAddr := flag.String("admin", "127.0.0.1:9180", "APISIX Admin API")
+	relayAddr := flag.String("relay-addr", "127.0.0.1:9881", "the runner's relay")
+	mockAddr := flag.String("mock", "127.0.0.1:18080", "the mock OpenAI provider")
+	flag.Parse()
+
+	bin, err := filepath.Abs(*runner)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%s not found: run `make build` first (make run does)", bin)
+	}
+
+	// The mock answers like OpenAI and accepts the key the route carries.
+	mock := fakes.NewProvider(fakes.ProviderOptions{
+		Flavor:     "openai",
+		Keys:       map[string]string{"Authorization": "Bearer sk-quickstart"},
+		ModelAlias: map[string]string{"gpt-4": "gpt-4-0613"},
+	})
+	defer mock.Close()
+	mockSrv, err := listen(*mockAddr, mock)
+	if err != nil {
+		return err
+	}
+	defer mockSrv.Close()
+
+	dir, err := os.MkdirTemp("", "ai-proxy-quickstart")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	gw, err := apisix.Start(apisix.Options{
+		RunnerCmd:    []string{bin, "run", "--relay-addr", *relayAddr, "--log-level", "info"},
+		SocketPath:   filepath.Join(dir, "apisix.sock"),
+		RunnerOutput: prefixWriter{"runner | "},
+		Logf:         func(f string, a ...any) { fmt.Printf("apisix | "+f+"\n", a...) },
+		StopTimeout:  5 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+
+	upstream := fmt.Sprintf(`{"nodes":{%q:1},"type":"roundrobin"}`, *relayAddr)
+	if err := gw.PutUpstream("ai-proxy-relay", []byte(upstream)); err != nil {
+		return err
+	}
+	route, err := os.ReadFile("conf/routes/openai.json")
+	if err != nil {
+		return err
+	}
+	// The seed's OpenAI route, with the mock in place of api.openai.com.
+	r := strings.ReplaceAll(string(route), "$OPENAI_API_KEY", "sk-quickstart")
+	r = strings.Replace(r, `\"options\"`, `\"override\":{\"endpoint\":\"http://`+*mockAddr+`/v1/chat/completions\"},\"options\"`, 1)
+	if err := gw.PutRoute("ai-proxy-route", []byte(r)); err != nil {
+		return err
+	}
+
+	data, err := listen(*dataAddr, gw.Handler())
+	if err != nil {
+		return err
+	}
+	defer data.Close()
+	admin, err := listen(*adminAddr, gw.AdminHandler())
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+
+	fmt.Printf(`
+ai-proxy quickstart is up:
+  APISIX (test double)  http://%s   Admin API http://%s
+  runner relay          http://%s
+  mock OpenAI           http://%s
+
+Try the seed's request:
+
+  curl "http://%s/anything" -X POST \
+    -H "Content-Type: application/json" -H "Host: api.openai.com" \
+    -d '{"messages":[{"role":"system","content":"You are a mathematician"},{"role":"user","content":"What is 1+1?"}]}'
+
+and with "stream": true for server-sent events. Ctrl-C stops everything.
+`, *dataAddr, *adminAddr, *relayAddr, *mockAddr, *dataAddr)
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	<-stop
+	fmt.Println("stopping")
+	return nil
+}
+
+func listen(addr string, h http.Handler) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s is taken (%w); is another quickstart running?", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(os.Stderr, "quickstart:", err)
+		}
+	}()
+	return srv, nil
+}
+
+// prefixWriter labels the runner's output lines.
+type prefixWriter struct{ prefix string }
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line != "" {
+			fmt.Print(p.prefix + line)
+		}
+	}
+	return len(b), nil
+}
