@@ -35,11 +35,12 @@ func run(args []string) int {
 	levelName := fs.String("log-level", envOr("AI_PROXY_LOG_LEVEL", "warn"), "debug, info, warn or error (env AI_PROXY_LOG_LEVEL); info logs every call")
 	accessLog := fs.String("access-log", envOr("AI_PROXY_ACCESS_LOG", ""), "file for one JSON line per LLM call (env AI_PROXY_ACCESS_LOG); empty = stdout; reopened on SIGHUP")
 	metricsAddr := fs.String("metrics-addr", envOr("AI_PROXY_METRICS_ADDR", ""), "address for GET /metrics in Prometheus format (env AI_PROXY_METRICS_ADDR); empty = off")
+	bindWait := fs.Duration("relay-bind-wait", 5*time.Second, "how long to retry a relay address still held by a previous runner (APISIX starts the new runner on reload while the old one drains)")
 	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight calls may run on; APISIX itself kills the runner 1s after SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *grace}); err != nil {
+	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *grace, *bindWait}); err != nil {
 		fmt.Fprintln(os.Stderr, "ai-proxy-runner:", err)
 		return 1
 	}
@@ -48,7 +49,7 @@ func run(args []string) int {
 
 type settings struct {
 	relayAddr, levelName, accessLog, metricsAddr string
-	grace                                        time.Duration
+	grace, bindWait                              time.Duration
 }
 
 func serve(s settings) error {
@@ -79,7 +80,7 @@ func serve(s settings) error {
 	}
 	defer func() { _ = calls.Sync() }()
 
-	ln, err := net.Listen("tcp", relayAddr)
+	ln, err := listenRetry(relayAddr, s.bindWait)
 	if err != nil {
 		return fmt.Errorf("relay cannot listen on %s: %w", relayAddr, err)
 	}
@@ -138,6 +139,19 @@ func serve(s settings) error {
 		return fmt.Errorf("relay: %w", err)
 	}
 	return nil
+}
+
+// listenRetry binds addr, retrying while it is in use for up to wait: on
+// `apisix reload` the previous runner may still be finishing its calls.
+func listenRetry(addr string, wait time.Duration) (net.Listener, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return ln, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func newLogger(level zapcore.Level, out zapcore.WriteSyncer) *zap.Logger {

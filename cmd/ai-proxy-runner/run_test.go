@@ -1,0 +1,68 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The binary under test, built once per package run.
+func buildRunner(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ai-proxy-runner")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// Startup errors exit non-zero with one clear line on stderr.
+func TestStartupErrors(t *testing.T) {
+	bin := buildRunner(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	sock := filepath.Join(t.TempDir(), "r.sock")
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"no socket address", nil, nil, "APISIX_LISTEN_ADDRESS must be unix:<socket path>"},
+		{"socket without unix prefix", []string{"APISIX_LISTEN_ADDRESS=" + sock}, nil, "APISIX_LISTEN_ADDRESS must be unix:<socket path>"},
+		{"socket directory missing", []string{"APISIX_LISTEN_ADDRESS=unix:/nonexistent/dir/r.sock"}, []string{"--relay-addr", "127.0.0.1:0"}, "socket directory /nonexistent/dir does not exist"},
+		{"bad expire time", []string{"APISIX_LISTEN_ADDRESS=unix:" + sock, "APISIX_CONF_EXPIRE_TIME=soon"}, nil, "APISIX_CONF_EXPIRE_TIME must be a positive number"},
+		{"relay port taken", []string{"APISIX_LISTEN_ADDRESS=unix:" + sock}, []string{"--relay-addr", busy.Addr().String(), "--relay-bind-wait", "0s"}, "relay cannot listen on " + busy.Addr().String()},
+		{"bad log level", []string{"APISIX_LISTEN_ADDRESS=unix:" + sock}, []string{"--log-level", "loud"}, "--log-level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(bin, append([]string{"run"}, tt.args...)...)
+			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tt.env...)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("exit 0; output %s", out)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "ai-proxy-runner: ") || !strings.Contains(lines[0], tt.want) {
+				t.Fatalf("output %q, want one line containing %q", out, tt.want)
+			}
+		})
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	bin := buildRunner(t)
+	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.HasPrefix(string(out), "ai-proxy-runner ") {
+		t.Fatalf("version: %q %v", out, err)
+	}
+	if err := exec.Command(bin, "frobnicate").Run(); err == nil {
+		t.Fatal("unknown command exited 0")
+	}
+}
