@@ -10,9 +10,10 @@ import (
 
 // runnerProc is one spawned runner process.
 type runnerProc struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	stopped bool // exited because we stopped it: no respawn
+	cmd        *exec.Cmd
+	done       chan struct{}
+	stopped    bool // exited because we stopped it: no respawn
+	keepTokens bool // a reload: no runner_exit event, caches survive (§1)
 }
 
 // StartRunner spawns the runner as APISIX's privileged agent does (§1) and
@@ -52,7 +53,12 @@ func (g *Gateway) supervise(p *runnerProc) {
 	code := p.cmd.ProcessState.ExitCode()
 	close(p.done)
 	g.opts.Logf("runner exited with reason: exit, status: %d (%v)", code, err)
-	g.flushTokens()
+	g.runnerMu.Lock()
+	keep := p.keepTokens
+	g.runnerMu.Unlock()
+	if !keep {
+		g.flushTokens()
+	}
 	for _, w := range g.workers {
 		w.closeIdle()
 	}
@@ -73,8 +79,21 @@ func (g *Gateway) supervise(p *runnerProc) {
 	}
 }
 
-// StopRunner sends SIGTERM, waits StopTimeout, then SIGKILL (§1).
-func (g *Gateway) StopRunner() error {
+// StopRunner sends SIGTERM, waits StopTimeout, then SIGKILL (§1); the
+// token caches are flushed as on a runner_exit event.
+func (g *Gateway) StopRunner() error { return g.stop(false) }
+
+// ReloadRunner restarts the runner as `apisix reload` does: no runner_exit
+// event, so every worker keeps its tokens and the new runner is sent tokens
+// it never issued (§1, §4).
+func (g *Gateway) ReloadRunner() error {
+	if err := g.stop(true); err != nil {
+		return err
+	}
+	return g.StartRunner()
+}
+
+func (g *Gateway) stop(keepTokens bool) error {
 	g.runnerMu.Lock()
 	p := g.runner
 	if p == nil {
@@ -82,6 +101,7 @@ func (g *Gateway) StopRunner() error {
 		return nil
 	}
 	p.stopped = true
+	p.keepTokens = keepTokens
 	g.runnerMu.Unlock()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/apisix"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/fakes"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/httpsproxy"
@@ -41,6 +43,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building the runner:", err)
 		os.Exit(1)
 	}
+	// The race detector sleeps a second at exit by default; the suite runs
+	// the binary many times.
+	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -130,6 +135,7 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 	env := append([]string{
 		"HTTPS_PROXY=" + proxy.URL(),
 		"SSL_CERT_FILE=" + caFile,
+		"GORACE=atexit_sleep_ms=0 halt_on_error=1",
 	}, o.extraEnv...)
 	if o.saEnv {
 		env = append(env, "GCP_SERVICE_ACCOUNT="+string(e.saJSON))
@@ -336,4 +342,20 @@ func (e *env) lastAccess(t *testing.T) apisix.AccessEntry {
 		t.Fatal("empty access log")
 	}
 	return log[len(log)-1]
+}
+
+// callLog is the runner's call log so far, one JSON object per line.
+func (e *env) callLog(t *testing.T) []gjson.Result {
+	t.Helper()
+	b, err := os.ReadFile(e.accessLog)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []gjson.Result
+	for _, line := range strings.Split(string(b), "\n") {
+		if gjson.Valid(line) && line != "" {
+			out = append(out, gjson.Parse(line))
+		}
+	}
+	return out
 }
