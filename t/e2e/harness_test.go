@@ -88,6 +88,11 @@ type envOptions struct {
 	extraEnv []string
 	grace    time.Duration
 	saEnv    bool // give the runner the service account in GCP_SERVICE_ACCOUNT
+	args     []string
+}
+
+func withArgs(args ...string) func(*envOptions) {
+	return func(o *envOptions) { o.args = append(o.args, args...) }
 }
 
 func withServiceAccountEnv(o *envOptions) { o.saEnv = true }
@@ -141,8 +146,8 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 		env = append(env, "GCP_SERVICE_ACCOUNT="+string(e.saJSON))
 	}
 	gw, err := apisix.Start(apisix.Options{
-		RunnerCmd: []string{runnerBin, "run", "--relay-addr", e.relayAddr, "--access-log", e.accessLog,
-			"--log-level", "info", "--shutdown-grace", o.grace.String()},
+		RunnerCmd: append([]string{runnerBin, "run", "--relay-addr", e.relayAddr, "--access-log", e.accessLog,
+			"--log-level", "info", "--shutdown-grace", o.grace.String()}, o.args...),
 		SocketPath:   filepath.Join(dir, "apisix.sock"),
 		Env:          env,
 		RunnerOutput: e.output,
