@@ -8,6 +8,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -92,7 +93,7 @@ func run() error {
 		return err
 	}
 
-	data, err := listen(*dataAddr, gw.Handler())
+	data, err := listen(*dataAddr, withAccessLog(gw))
 	if err != nil {
 		return err
 	}
@@ -137,6 +138,36 @@ func listen(addr string, h http.Handler) (*http.Server, error) {
 		}
 	}()
 	return srv, nil
+}
+
+// withAccessLog prints each request as APISIX's access log would with the
+// access_log_format of conf/config.yaml.
+func withAccessLog(gw *apisix.Gateway) http.Handler {
+	h := gw.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		log := gw.AccessLog()
+		if len(log) == 0 {
+			return
+		}
+		e := log[len(log)-1]
+		up := func(name string) string {
+			if v := e.UpstreamHeader.Get(name); v != "" {
+				return v
+			}
+			return "-"
+		}
+		line, _ := json.Marshal(map[string]string{
+			"time": e.Time.Format(time.RFC3339), "route_id": e.RouteID, "client": strings.Split(r.RemoteAddr, ":")[0],
+			"status": fmt.Sprint(e.Status), "llm_provider": up("X-LLM-Provider"), "llm_request_model": up("X-LLM-Request-Model"),
+			"llm_model": up("X-LLM-Model"), "llm_ttft_ms": up("X-LLM-Time-To-First-Token"),
+			"llm_prompt_tokens": up("X-LLM-Prompt-Tokens"), "llm_completion_tokens": up("X-LLM-Completion-Tokens"),
+			"llm_total_tokens":       up("X-LLM-Total-Tokens"),
+			"upstream_header_time":   fmt.Sprintf("%.3f", e.UpstreamHeaderTime.Seconds()),
+			"upstream_response_time": fmt.Sprintf("%.3f", e.UpstreamResponseTime.Seconds()),
+		})
+		fmt.Printf("access | %s\n", line)
+	})
 }
 
 // prefixWriter labels the runner's output lines.
