@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -34,7 +35,7 @@ func run(args []string) int {
 	relayAddr := fs.String("relay-addr", envOr("AI_PROXY_RELAY_ADDR", defaultRelayAddr), "address of the relay that APISIX's ai-proxy upstream points at (env AI_PROXY_RELAY_ADDR)")
 	levelName := fs.String("log-level", envOr("AI_PROXY_LOG_LEVEL", "warn"), "debug, info, warn or error (env AI_PROXY_LOG_LEVEL); info logs every call")
 	accessLog := fs.String("access-log", envOr("AI_PROXY_ACCESS_LOG", ""), "file for one JSON line per LLM call (env AI_PROXY_ACCESS_LOG); empty = stdout; reopened on SIGHUP")
-	metricsAddr := fs.String("metrics-addr", envOr("AI_PROXY_METRICS_ADDR", ""), "address for GET /metrics in Prometheus format (env AI_PROXY_METRICS_ADDR); empty = off")
+	metricsAddr := fs.String("metrics-addr", envOr("AI_PROXY_METRICS_ADDR", ""), "address for GET /metrics (Prometheus) and /debug/pprof/ (env AI_PROXY_METRICS_ADDR); empty = off; keep it private")
 	bindWait := fs.Duration("relay-bind-wait", 5*time.Second, "how long to retry a relay address still held by a previous runner (APISIX starts the new runner on reload while the old one drains)")
 	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight calls may run on; APISIX itself kills the runner 1s after SIGTERM")
 	if err := fs.Parse(args); err != nil {
@@ -67,18 +68,24 @@ func serve(s settings) error {
 	}
 	log := newLogger(level, zapcore.Lock(os.Stdout))
 	defer func() { _ = log.Sync() }()
-	calls := newLogger(zapcore.InfoLevel, zapcore.Lock(os.Stdout))
+	// The call log is buffered and flushed every second, as APISIX buffers
+	// its own access log: one write per call would be a syscall per call.
+	var callOut zapcore.WriteSyncer = zapcore.Lock(os.Stdout)
 	if s.accessLog != "" {
 		f, err := openLogFile(s.accessLog)
 		if err != nil {
 			return fmt.Errorf("--access-log: %w", err)
 		}
 		defer f.Close()
-		calls = newLogger(zapcore.InfoLevel, f)
-		stopHUP := reopenOnHUP(f, log)
+		callOut = f
+	}
+	buffered := &zapcore.BufferedWriteSyncer{WS: callOut, Size: 256 << 10, FlushInterval: time.Second}
+	defer func() { _ = buffered.Stop() }()
+	calls := newLogger(zapcore.InfoLevel, buffered)
+	if lf, ok := callOut.(*logFile); ok {
+		stopHUP := reopenOnHUP(lf, buffered, log)
 		defer stopHUP()
 	}
-	defer func() { _ = calls.Sync() }()
 
 	ln, err := listenRetry(relayAddr, s.bindWait)
 	if err != nil {
@@ -162,7 +169,7 @@ func newLogger(level zapcore.Level, out zapcore.WriteSyncer) *zap.Logger {
 }
 
 // reopenOnHUP reopens the call log on SIGHUP (after logrotate moved it).
-func reopenOnHUP(f *logFile, log *zap.Logger) (stop func()) {
+func reopenOnHUP(f *logFile, pending zapcore.WriteSyncer, log *zap.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -170,6 +177,7 @@ func reopenOnHUP(f *logFile, log *zap.Logger) (stop func()) {
 		for {
 			select {
 			case <-hup:
+				_ = pending.Sync() // lines logged before the rotation go to the old file
 				if err := f.Reopen(); err != nil {
 					log.Error("cannot reopen the access log", zap.Error(err))
 				}
@@ -190,6 +198,9 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *zap.Logger) (stop 
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// Profiles on the same private listener: how docs/benchmarks.md was made.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log.Named("metrics"))}
 	go func() { _ = srv.Serve(ln) }()
 	return func() { _ = srv.Close() }, nil

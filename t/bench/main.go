@@ -31,7 +31,11 @@ func main() {
 	out := flag.String("out", "docs/benchmarks.md", "report file")
 	dur := flag.Duration("duration", 4*time.Second, "length of each measured load")
 	streams := flag.Int("streams", 1000, "concurrent open streams for the memory figure")
+	metrics := flag.String("runner-metrics", "", "give the runner --metrics-addr (for /debug/pprof while the bench runs)")
 	flag.Parse()
+	if *metrics != "" {
+		extraArgs = append(extraArgs, "--metrics-addr", *metrics)
+	}
 	if err := run(*runner, *out, *dur, *streams); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -119,6 +123,9 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
+// extraArgs go to the runner (e.g. --metrics-addr to profile it under load).
+var extraArgs []string
+
 func run(runnerBin, out string, dur time.Duration, streams int) error {
 	bin, err := filepath.Abs(runnerBin)
 	if err != nil {
@@ -137,7 +144,7 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 	defer os.RemoveAll(dir)
 	relay := freeAddr()
 	gw, err := apisix.Start(apisix.Options{
-		RunnerCmd:   []string{bin, "run", "--relay-addr", relay, "--access-log", "/dev/null"},
+		RunnerCmd:   append([]string{bin, "run", "--relay-addr", relay, "--access-log", "/dev/null"}, extraArgs...),
 		SocketPath:  filepath.Join(dir, "apisix.sock"),
 		Workers:     2,
 		StopTimeout: 5 * time.Second,

@@ -107,11 +107,14 @@ func TestCallLogReopenOnSIGHUP(t *testing.T) {
 	}
 	// The reopen happens when the runner handles the signal: call until a
 	// line lands in the new file.
-	for i := 0; len(e.callLog(t)) == 0; i++ {
-		if i == 50 {
+	for i := 0; ; i++ {
+		readAll(t, e.post(t, "/anything", seedMathBody))
+		if e.waitCallLog(t, func(gjson.Result) bool { return true }) {
+			break
+		}
+		if i == 5 {
 			t.Fatal("no line in the reopened call log")
 		}
-		readAll(t, e.post(t, "/anything", seedMathBody))
 	}
 	if old, _ := os.ReadFile(e.accessLog + ".1"); strings.Count(string(old), "llm call") < 1 {
 		t.Fatal("the rotated file lost its line")
