@@ -129,9 +129,36 @@ func serve(s settings) error {
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("relay listening", zap.String("relay_addr", ln.Addr().String()), zap.String("socket", sock))
 
-	// Run serves APISIX on the socket until SIGINT or SIGTERM, then removes
-	// the socket file, so APISIX gets no new tickets from here on.
-	runner.Run(runner.RunnerConfig{LogLevel: level, LogOutput: os.Stdout})
+	// The plugin-runner library serves a private socket; APISIX talks to
+	// the token gate on the real one (see tokens.go).
+	private := sock + ".runner"
+	_ = os.Remove(private)
+	os.Setenv("APISIX_LISTEN_ADDRESS", "unix:"+private)
+	ran := make(chan struct{})
+	go func() {
+		// Run serves until SIGINT or SIGTERM.
+		runner.Run(runner.RunnerConfig{LogLevel: level, LogOutput: os.Stdout})
+		close(ran)
+	}()
+	if err := waitDialable(private, 10*time.Second); err != nil {
+		return fmt.Errorf("plugin runner did not listen on %s: %w", private, err)
+	}
+	gate, err := newTokenGate(private)
+	if err != nil {
+		return err
+	}
+	gateLn, ours, err := listenSocket(sock)
+	if err != nil {
+		return fmt.Errorf("cannot listen on socket %s: %w", sock, err)
+	}
+	go gate.serve(gateLn)
+	<-ran
+	// No new tickets from here on. Remove the socket only if it is still
+	// ours: on reload the next runner may already have put its own there.
+	gate.close()
+	if now, err := os.Stat(sock); err == nil && os.SameFile(ours, now) {
+		_ = os.Remove(sock)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -204,6 +231,21 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *zap.Logger) (stop 
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log.Named("metrics"))}
 	go func() { _ = srv.Serve(ln) }()
 	return func() { _ = srv.Close() }, nil
+}
+
+// waitDialable waits until a unix socket accepts connections.
+func waitDialable(sock string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := net.DialTimeout("unix", sock, time.Second)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // socketPath reads the socket APISIX dials, as APISIX passes it.

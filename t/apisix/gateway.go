@@ -57,7 +57,8 @@ type Gateway struct {
 	versions  map[string]int
 
 	workers  []*worker
-	next     atomic.Uint32
+	next     atomic.Uint32 // round-robin over workers: requests alternate
+	nextNode atomic.Uint32 // round-robin over upstream nodes
 	shared   tokenDict
 	prepare  sync.Mutex // the global "prepare_conf" lock (§4)
 	runner   *runnerProc

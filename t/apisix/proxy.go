@@ -496,7 +496,7 @@ func (g *Gateway) proxy(w *countingWriter, r *http.Request, rt *route, st *reqSt
 		fmt.Fprintf(w, `{"error_msg":"failed to find upstream by id: %s"}`+"\n", rt.upstreamID)
 		return
 	}
-	node := u.nodes[int(g.next.Add(1))%len(u.nodes)]
+	node := u.nodes[int(g.nextNode.Add(1))%len(u.nodes)]
 	entry.UpstreamAddr = node
 	path := r.URL.EscapedPath()
 	if st.upstreamPath != "" {

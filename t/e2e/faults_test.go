@@ -279,3 +279,38 @@ func (e *env) waitCallLog(t *testing.T, match func(gjson.Result) bool) bool {
 	}
 	return false
 }
+
+// After `apisix reload` APISIX keeps the tokens the old runner issued, and a
+// worker that was not told to refresh keeps sending them. The new runner
+// must not give those numbers to other routes' confs: route A's request
+// must never run with route B's conf (its provider and key).
+func TestReloadNeverMixesRoutes(t *testing.T) {
+	e := newEnv(t)
+	e.putRoute(t, "openai")
+	e.putRoute(t, "deepseek", func(r string) string {
+		return strings.Replace(strings.Replace(r, `"/anything"`, `"/deepseek"`, 1), `"ai-proxy-route"`, `"ai-proxy-deepseek"`, 1)
+	})
+	call := func(path string) {
+		t.Helper()
+		resp := e.post(t, path, seedMathBody)
+		if body := readAll(t, resp); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	// Both workers learn both tokens (requests alternate between workers).
+	call("/anything")
+	call("/anything")
+	call("/deepseek")
+	call("/deepseek")
+	if err := e.gw.ReloadRunner(); err != nil {
+		t.Fatal(err)
+	}
+	// deepseek's stale token misses on one worker, which re-prepares it;
+	// the other worker still holds openai's old token.
+	call("/deepseek")
+	openai, deepseek := e.fakes[openAIHost].Count(), e.fakes[deepSeekHost].Count()
+	call("/anything")
+	if e.fakes[openAIHost].Count() != openai+1 || e.fakes[deepSeekHost].Count() != deepseek {
+		t.Fatalf("after the reload the OpenAI route's request went to DeepSeek")
+	}
+}
