@@ -269,16 +269,16 @@ func checkExpireTime() error {
 	return nil
 }
 
-// checkSocket proves the socket path usable before the plugin runner, which
-// would only exit with a log line, tries it.
+// checkSocket proves the socket's directory usable before the plugin
+// runner, which would only exit with a log line, tries it. It listens on a
+// scratch name: APISIX must not reach the real path before the gate is up.
 func checkSocket(path string) error {
 	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
 		return fmt.Errorf("socket directory %s does not exist", filepath.Dir(path))
 	}
-	if err := os.RemoveAll(path); err != nil {
-		return fmt.Errorf("cannot remove stale socket %s: %w", path, err)
-	}
-	l, err := net.Listen("unix", path)
+	scratch := path + ".check"
+	_ = os.Remove(scratch)
+	l, err := net.Listen("unix", scratch)
 	if err != nil {
 		return fmt.Errorf("cannot listen on socket %s: %w", path, err)
 	}

@@ -104,18 +104,19 @@ func (g *tokenGate) track(c net.Conn, add bool) bool {
 }
 
 // handle relays one APISIX connection over one connection to the library.
-func (g *tokenGate) handle(apisix net.Conn) {
+func (g *tokenGate) handle(c net.Conn) {
 	defer func() {
-		g.track(apisix, false)
-		apisix.Close()
+		g.track(c, false)
+		c.Close()
 	}()
-	runner, err := net.Dial("unix", g.inner)
+	rc, err := net.Dial("unix", g.inner)
 	if err != nil {
 		return
 	}
-	defer runner.Close()
+	defer rc.Close()
+	apisix, runner := &frameConn{Conn: c}, &frameConn{Conn: rc}
 	for {
-		ty, payload, err := readFrame(apisix)
+		ty, payload, err := apisix.read()
 		if err != nil {
 			return
 		}
@@ -127,13 +128,13 @@ func (g *tokenGate) handle(apisix net.Conn) {
 			continue
 		case rpcHTTPReqCall, rpcHTTPRespCall:
 			if !g.inward(ty, payload) {
-				if writeFrame(apisix, rpcError, tokenNotFound()) != nil {
+				if apisix.write(rpcError, tokenNotFound()) != nil {
 					return
 				}
 				continue
 			}
 		}
-		if err := writeFrame(runner, ty, payload); err != nil {
+		if err := runner.write(ty, payload); err != nil {
 			return
 		}
 		if err := relayReply(apisix, runner); err != nil {
@@ -143,11 +144,11 @@ func (g *tokenGate) handle(apisix net.Conn) {
 }
 
 // prepare forwards PrepareConf and shifts the token in the reply.
-func (g *tokenGate) prepare(apisix, runner net.Conn, payload []byte) error {
-	if err := writeFrame(runner, rpcPrepareConf, payload); err != nil {
+func (g *tokenGate) prepare(apisix, runner *frameConn, payload []byte) error {
+	if err := runner.write(rpcPrepareConf, payload); err != nil {
 		return err
 	}
-	ty, reply, err := readFrame(runner)
+	ty, reply, err := runner.read()
 	if err != nil {
 		return err
 	}
@@ -165,7 +166,7 @@ func (g *tokenGate) prepare(apisix, runner net.Conn, payload []byte) error {
 		b.Finish(pc.RespEnd(b))
 		reply = b.FinishedBytes()
 	}
-	return writeFrame(apisix, ty, reply)
+	return apisix.write(ty, reply)
 }
 
 // inward maps an APISIX token back to the library's number in place, or
@@ -194,23 +195,23 @@ func (g *tokenGate) inward(ty byte, payload []byte) (ok bool) {
 
 // relayReply passes the library's answer back, with any ExtraInfo round
 // trips (the library asks, APISIX answers) on the way.
-func relayReply(apisix, runner net.Conn) error {
+func relayReply(apisix, runner *frameConn) error {
 	for {
-		ty, reply, err := readFrame(runner)
+		ty, reply, err := runner.read()
 		if err != nil {
 			return err
 		}
-		if err := writeFrame(apisix, ty, reply); err != nil {
+		if err := apisix.write(ty, reply); err != nil {
 			return err
 		}
 		if ty != rpcExtraInfo {
 			return nil
 		}
-		ty, answer, err := readFrame(apisix)
+		ty, answer, err := apisix.read()
 		if err != nil {
 			return err
 		}
-		if err := writeFrame(runner, ty, answer); err != nil {
+		if err := runner.write(ty, answer); err != nil {
 			return err
 		}
 	}
@@ -224,28 +225,40 @@ func tokenNotFound() []byte {
 	return b.FinishedBytes()
 }
 
-// readFrame reads one frame: a type byte and a 24-bit big-endian length.
-func readFrame(r io.Reader) (byte, []byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, err
-	}
-	buf := make([]byte, int(hdr[1])<<16|int(hdr[2])<<8|int(hdr[3]))
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return 0, nil, err
-	}
-	return hdr[0], buf, nil
+// frameConn reads and writes frames (a type byte and a 24-bit big-endian
+// length) on one connection, reusing its read buffer: a frame read is valid
+// until the next read.
+type frameConn struct {
+	net.Conn
+	hdr [4]byte
+	buf []byte
 }
 
-func writeFrame(w io.Writer, ty byte, payload []byte) error {
+func (f *frameConn) read() (byte, []byte, error) {
+	if _, err := io.ReadFull(f.Conn, f.hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(f.hdr[1])<<16 | int(f.hdr[2])<<8 | int(f.hdr[3])
+	if cap(f.buf) < n {
+		f.buf = make([]byte, n)
+	}
+	f.buf = f.buf[:n]
+	if _, err := io.ReadFull(f.Conn, f.buf); err != nil {
+		return 0, nil, err
+	}
+	return f.hdr[0], f.buf, nil
+}
+
+// write sends header and payload in one writev, without copying.
+func (f *frameConn) write(ty byte, payload []byte) error {
 	if len(payload) >= 1<<24 {
 		return errors.New("frame larger than 16 MiB")
 	}
-	out := make([]byte, 4+len(payload))
-	binary.BigEndian.PutUint32(out, uint32(len(payload)))
-	out[0] = ty
-	copy(out[4:], payload)
-	_, err := w.Write(out)
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(payload)))
+	hdr[0] = ty
+	bufs := net.Buffers{hdr[:], payload}
+	_, err := bufs.WriteTo(f.Conn)
 	return err
 }
 

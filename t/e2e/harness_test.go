@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,6 +82,7 @@ type env struct {
 	saJSON    []byte
 	fakes     map[string]*fakes.Provider // by host
 	output    *syncBuffer                // runner stdout+stderr (APISIX error.log)
+	posts     atomic.Int64               // data-plane requests sent
 	accessLog string                     // the runner's call log
 }
 
@@ -284,6 +286,7 @@ func (e *env) post(t *testing.T, path, body string, hdr ...string) *http.Respons
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
+	e.posts.Add(1)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v\nrunner output:\n%s", path, err, e.output.String())
@@ -339,14 +342,22 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// lastAccess is APISIX's access-log entry of the last request.
+// lastAccess is APISIX's access-log entry of the last request. The entry
+// is written when the double's handler returns, which may be just after
+// the client has read the whole answer.
 func (e *env) lastAccess(t *testing.T) apisix.AccessEntry {
 	t.Helper()
-	log := e.gw.AccessLog()
-	if len(log) == 0 {
-		t.Fatal("empty access log")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		log := e.gw.AccessLog()
+		if int64(len(log)) >= e.posts.Load() {
+			return log[len(log)-1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("access log has %d entries for %d requests", len(log), e.posts.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	return log[len(log)-1]
 }
 
 // callLog is the runner's call log so far, one JSON object per line.
