@@ -256,9 +256,9 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 		float64(base)/(1<<20), streams, float64(during)/(1<<20), float64(per)/1024)
 
 	fmt.Fprintf(&report, "\n## Where the time goes\n\n"+
-		"Per request the runner does two things APISIX cannot skip: one ext-plugin round trip (the plugin runner decodes the flatbuffers call, builds the request's header map, and the plugin mints a ticket: about 0.5 µs of that is ours, `BenchmarkFilterHotPath`), and one more HTTP hop on loopback into the relay, which opens its own pooled connection to the provider. "+
+		"Per request the runner does two things APISIX cannot skip: one ext-plugin round trip (through the token gate to the plugin-runner library, which decodes the flatbuffers call and builds the request's header map; the plugin mints a ticket, about 0.5 µs, `BenchmarkFilterHotPath`), and one more HTTP hop on loopback into the relay, which opens its own pooled connection to the provider. The gate's extra unix-socket hop costs about 0.1–0.2 ms at p50 (compare the runs before and after it in git history). "+
 		"Whole answers are read completely before they are sent on, because their usage goes into the X-LLM-* response headers APISIX logs: that costs a copy and a JSON validation proportional to the answer (the 64 KB and 1 MB rows), kept down by pooled buffers. "+
-		"Streams are copied event by event with a pooled 4 KB reader, which is what keeps an open stream near 56 KiB, most of it the two HTTP/1.1 connections' buffers. "+
+		"Streams are copied event by event with a pooled 4 KB reader, which is what keeps an open stream under 64 KiB, most of it the two HTTP/1.1 connections' buffers. "+
 		"On a 2-core machine the load generator, the mock, the double and the runner compete for the same cores, so closed-loop throughput mostly measures CPU sharing and p99 includes scheduling delays; the latency-bound rows (50 ms provider, fixed rate) are the realistic ones. Figures vary by ±20%% between runs on a shared machine.\n")
 	fmt.Fprintf(&report, "\n## Relay allocations (`go test -bench . -benchmem ./plugins/aiproxy`)\n\nSee the `Benchmark*` lines printed by `make bench` after this report: each relay scenario beside the same request made directly, with B/op and allocs/op.\n")
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
