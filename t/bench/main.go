@@ -158,7 +158,7 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 	gw.PutUpstream("mock", fmt.Appendf(nil, `{"nodes":{%q:1}}`, mockHost))
 	for _, api := range []string{"chat/completions", "embeddings"} {
 		conf := fmt.Sprintf(`{"provider":"openai","auth":{"header":{"Authorization":"Bearer k"}},"options":{"model":"gpt-4"},"override":{"endpoint":"%s/v1/%s"},"timeout":60000}`, mockURL, api)
-		value, _ := strconvQuote(conf)
+		value := strconv.Quote(conf)
 		gw.PutRoute("ai-"+api, fmt.Appendf(nil, `{"uri":"/ai/v1/%s","plugins":{"ext-plugin-pre-req":{"conf":[{"name":"ai-proxy","value":%s}]}},"upstream_id":"relay"}`, api, value))
 	}
 	gw.PutRoute("plain", []byte(`{"uri":"/v1/*","upstream_id":"mock"}`))
@@ -270,8 +270,6 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 	fmt.Print(report.String())
 	return nil
 }
-
-func strconvQuote(s string) (string, error) { return strconv.Quote(s), nil }
 
 type result struct {
 	lat       []time.Duration

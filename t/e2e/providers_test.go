@@ -119,6 +119,13 @@ func TestSeedProviders(t *testing.T) {
 			tt.check(t, body)
 		})
 	}
+	// The runner reached each provider at its real https:// host.
+	connects := strings.Join(e.proxy.Connects(), " ")
+	for _, host := range []string{deepSeekHost, azureHost, geminiHost, openAIHost} {
+		if !strings.Contains(connects, host+":443") {
+			t.Errorf("no CONNECT to %s:443 (saw %s)", host, connects)
+		}
+	}
 }
 
 func query(q string) string {
