@@ -4,8 +4,8 @@ package providers
 // servers (vLLM, Ollama, LocalAI...), used when override.endpoint gives only
 // scheme and host.
 var openAICompatiblePaths = map[API]string{
-	Chat:       "http://placeholder/v1/chat/completions",
-	Embeddings: "http://placeholder/v1/embeddings",
+	Chat:       "/v1/chat/completions",
+	Embeddings: "/v1/embeddings",
 }
 
 // newCompatible serves any OpenAI-style API; it has no host of its own, so

@@ -38,9 +38,10 @@ func newOpenAI(c Config) (Provider, error) {
 	return buildOpenAI("openai", c, openAIDefaults)
 }
 
-// buildOpenAI resolves the route's upstream URLs. An override.endpoint with a
-// path is used as given; one with only scheme and host keeps the default
-// paths. defaults lists the APIs the vendor serves without an override.
+// buildOpenAI resolves the route's upstream URLs. defaults maps each API
+// the vendor serves to its URL, or only to its path when the vendor has no
+// host of its own. An override.endpoint with a path is used as given; one
+// with only scheme and host keeps the default paths.
 func buildOpenAI(name string, c Config, defaults map[API]string) (*openAI, error) {
 	p := &openAI{
 		name:           name,
@@ -53,21 +54,27 @@ func buildOpenAI(name string, c Config, defaults map[API]string) (*openAI, error
 		p.header.Set(k, v)
 	}
 	for api, raw := range defaults {
-		p.targets[api] = raw
+		if !strings.HasPrefix(raw, "/") {
+			p.targets[api] = raw
+		}
 	}
 	if c.Endpoint != "" {
 		u, err := parseEndpoint(c.Endpoint)
 		if err != nil {
 			return nil, err
 		}
-		if u.Path == "" || u.Path == "/" {
+		clear(p.targets)
+		switch {
+		case u.Path == "" || u.Path == "/":
 			for api, raw := range defaults {
-				d, _ := url.Parse(raw)
-				p.targets[api] = u.Scheme + "://" + u.Host + d.Path + querySuffix(u.RawQuery)
+				path := raw
+				if d, err := url.Parse(raw); err == nil && d.Host != "" {
+					path = d.Path
+				}
+				p.targets[api] = u.Scheme + "://" + u.Host + path + querySuffix(u.RawQuery)
 			}
-		} else {
+		default:
 			p.fixed = apiOfPath(u.Path)
-			clear(p.targets)
 			if p.fixed != "" {
 				p.targets[p.fixed] = u.String()
 			} else {

@@ -103,6 +103,12 @@ func TestPrepare(t *testing.T) {
 			wantAPI: Chat, wantURL: "http://127.0.0.1:8080/v1/chat/completions", wantBody: `{"messages":[]}`,
 		},
 		{
+			name: "compatible server by host only gets the conventional path", provider: "openai-compatible",
+			conf:    Config{Endpoint: "http://127.0.0.1:8000"},
+			body:    `{"input":"x"}`,
+			wantAPI: Embeddings, wantURL: "http://127.0.0.1:8000/v1/embeddings", wantBody: `{"input":"x"}`,
+		},
+		{
 			name: "custom path used as given", provider: "openai-compatible",
 			conf:    Config{Endpoint: "http://127.0.0.1:11434/api/v1/generate?x=1"},
 			body:    `{"messages":[]}`,
