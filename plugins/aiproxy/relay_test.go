@@ -273,13 +273,7 @@ func TestRelayClientGoneCancelsUpstream(t *testing.T) {
 		<-r.Context().Done()
 		close(canceled)
 	})
-	req, _ := http.NewRequest("POST", f.relay.URL, strings.NewReader(`{"messages":[],"stream":true}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(TicketHeader, f.ticket)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := f.post(t, `{"messages":[],"stream":true}`, nil)
 	br := bufio.NewReader(resp.Body)
 	if _, err := br.ReadString('\n'); err != nil {
 		t.Fatal(err)
