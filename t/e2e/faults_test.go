@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,9 +29,12 @@ const streamBody = `{"messages":[{"role":"user","content":"hi"}],"stream":true}`
 
 var chunk = `{"model":"m","choices":[{"index":0,"delta":{"content":"tok"}}]}`
 
-// Every fault: what the client gets, and nothing left running upstream.
+// Every fault: what the client gets, and nothing left running upstream or
+// in the runner.
 func TestFaults(t *testing.T) {
-	e := newEnv(t)
+	metrics := freeAddr(t)
+	e := newEnv(t, withArgs("--metrics-addr", metrics))
+	goroutinesBefore := runnerGauge(t, metrics, "go_goroutines")
 	local := fakes.StartProvider(fakes.ProviderOptions{})
 	defer local.Close()
 	endpoint := local.URL + "/v1/chat/completions"
@@ -177,6 +181,41 @@ func TestFaults(t *testing.T) {
 		}
 		t.Logf("upstream cancelled %v after the client hung up (through APISIX double and relay)", time.Since(left))
 	})
+
+	// Nothing stuck in the runner: no stream in flight, and no more
+	// goroutines than the connection pools account for (two per pooled
+	// upstream connection, one per pooled APISIX connection).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g, s := runnerGauge(t, metrics, "go_goroutines"), runnerGauge(t, metrics, "ai_proxy_streams_in_flight")
+		if s == 0 && g <= goroutinesBefore+20 {
+			t.Logf("runner goroutines: %v before the faults, %v after", goroutinesBefore, g)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runner still has %v goroutines (%v before) and %v streams in flight", g, goroutinesBefore, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runnerGauge reads one unlabelled series from the runner's /metrics.
+func runnerGauge(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	t.Fatalf("no %s in the runner's metrics", name)
+	return 0
 }
 
 // Restarting the runner while APISIX keeps running: after a crash APISIX
