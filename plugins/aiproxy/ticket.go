@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"hash"
-	"sync"
 	"time"
 )
 
@@ -37,17 +35,25 @@ var (
 // expiry) with a key that exists only in this process, so nothing outside
 // the runner can make one, and one ticket names exactly one conf.
 type tickets struct {
-	now  func() time.Time
-	macs sync.Pool // of hash.Hash keyed with the process key: minting is per request
+	now func() time.Time
+	// ipad and opad are the process key XOR-ed for HMAC (RFC 2104),
+	// precomputed so minting a ticket allocates nothing but its text.
+	ipad, opad [sha256.BlockSize]byte
 }
 
 func newTickets() *tickets {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
+	t := &tickets{now: time.Now}
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
 		panic("ai-proxy: no randomness for the ticket key: " + err.Error())
 	}
-	t := &tickets{now: time.Now}
-	t.macs.New = func() any { return hmac.New(sha256.New, key) }
+	for i := range t.ipad {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		t.ipad[i], t.opad[i] = k^0x36, k^0x5c
+	}
 	return t
 }
 
@@ -86,12 +92,16 @@ func (t *tickets) verify(s string) (confID, error) {
 	return id, nil
 }
 
-// mac writes the truncated HMAC of payload into dst.
+// mac writes the truncated HMAC-SHA256 of a ticket payload into dst,
+// computed on stack buffers (crypto/hmac would allocate per call).
 func (t *tickets) mac(dst, payload []byte) {
-	m := t.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(payload)
-	var sum [sha256.Size]byte
-	copy(dst, m.Sum(sum[:0]))
-	t.macs.Put(m)
+	var in [sha256.BlockSize + ticketPayloadLen]byte
+	copy(in[:], t.ipad[:])
+	copy(in[sha256.BlockSize:], payload)
+	inner := sha256.Sum256(in[:])
+	var out [sha256.BlockSize + sha256.Size]byte
+	copy(out[:], t.opad[:])
+	copy(out[sha256.BlockSize:], inner[:])
+	sum := sha256.Sum256(out[:])
+	copy(dst, sum[:])
 }

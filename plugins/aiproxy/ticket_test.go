@@ -1,6 +1,8 @@
 package aiproxy
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"testing"
@@ -49,5 +51,30 @@ func TestTickets(t *testing.T) {
 	now = now.Add(ticketTTL + time.Second)
 	if _, err := tk.verify(s); !errors.Is(err, errExpiredTicket) {
 		t.Fatalf("expired ticket: err = %v", err)
+	}
+}
+
+// The stack-buffer MAC is HMAC-SHA256 as crypto/hmac computes it.
+func TestTicketMACIsHMAC(t *testing.T) {
+	var key [32]byte
+	for i := range key {
+		key[i] = byte(i * 7)
+	}
+	tk := &tickets{}
+	for i := range tk.ipad {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		tk.ipad[i], tk.opad[i] = k^0x36, k^0x5c
+	}
+	payload := []byte("0123456789abcdef01234567")[:ticketPayloadLen]
+	m := hmac.New(sha256.New, key[:])
+	m.Write(payload)
+	want := m.Sum(nil)[:ticketMACLen]
+	got := make([]byte, ticketMACLen)
+	tk.mac(got, payload)
+	if !hmac.Equal(got, want) {
+		t.Fatalf("mac %x, want %x", got, want)
 	}
 }
