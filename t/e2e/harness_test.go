@@ -179,10 +179,6 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 	return e
 }
 
-func withEnv(kv ...string) func(*envOptions) {
-	return func(o *envOptions) { o.extraEnv = append(o.extraEnv, kv...) }
-}
-
 // checkNoSecrets fails the test if a credential reached any log line.
 func (e *env) checkNoSecrets(t *testing.T) {
 	t.Helper()

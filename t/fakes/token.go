@@ -148,8 +148,8 @@ func (t *Token) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, map[string]string{"error": "unsupported_grant_type", "error_description": "Invalid grant_type"})
 		return
 	}
-	if err := t.verify(r.PostForm.Get("assertion")); err != nil {
-		grantErr(err.Error())
+	if problem := t.verify(r.PostForm.Get("assertion")); problem != "" {
+		grantErr(problem)
 		return
 	}
 	tok := fmt.Sprintf("ya29.fake-%d", n)
@@ -159,43 +159,44 @@ func (t *Token) serve(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]any{"access_token": tok, "expires_in": int(expiresIn.Seconds()), "token_type": "Bearer"})
 }
 
-// verify checks the RS256 signature and the claims Google checks.
-func (t *Token) verify(assertion string) error {
+// verify checks the RS256 signature and the claims Google checks; it
+// returns Google's error_description for a bad assertion, "" for a good one.
+func (t *Token) verify(assertion string) string {
 	parts := strings.Split(assertion, ".")
 	if len(parts) != 3 {
-		return fmt.Errorf("Invalid JWT: not three parts")
+		return "Invalid JWT: not three parts"
 	}
 	var hdr struct{ Alg, Kid string }
 	if err := decodeSegment(parts[0], &hdr); err != nil || hdr.Alg != "RS256" || hdr.Kid != "fake-key-1" {
-		return fmt.Errorf("Invalid JWT header")
+		return "Invalid JWT header"
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil {
-		return fmt.Errorf("Invalid JWT Signature.")
+		return "Invalid JWT Signature."
 	}
 	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
 	if rsa.VerifyPKCS1v15(&t.key.PublicKey, crypto.SHA256, sum[:], sig) != nil {
-		return fmt.Errorf("Invalid JWT Signature.")
+		return "Invalid JWT Signature."
 	}
 	var c struct {
 		Iss, Scope, Aud string
 		Iat, Exp        int64
 	}
 	if err := decodeSegment(parts[1], &c); err != nil {
-		return fmt.Errorf("Invalid JWT claims")
+		return "Invalid JWT claims"
 	}
 	now := time.Now().Unix()
 	switch {
 	case c.Iss != t.email:
-		return fmt.Errorf("Invalid JWT: iss")
+		return "Invalid JWT: iss"
 	case c.Aud != t.TokenURL:
-		return fmt.Errorf("Invalid JWT: aud")
+		return "Invalid JWT: aud"
 	case !strings.Contains(" "+c.Scope+" ", " "+cloudPlatform+" "):
-		return fmt.Errorf("Invalid JWT: scope")
+		return "Invalid JWT: scope"
 	case c.Exp-c.Iat <= 0 || c.Exp-c.Iat > 3600 || c.Iat > now+60:
-		return fmt.Errorf("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
+		return "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe."
 	}
-	return nil
+	return ""
 }
 
 func decodeSegment(seg string, v any) error {
