@@ -21,7 +21,7 @@ test: lint ## everything CI runs: lint, then unit and end-to-end tests with -rac
 unit: ## unit tests only (no runner binary, no APISIX double)
 	$(GO) test -race -count=1 ./cmd/... ./plugins/... ./providers/...
 
-lint: ## gofmt, go vet, go mod tidy check
+lint: ## gofmt, go vet, staticcheck, go mod tidy check
 	bash ci/lint.sh
 
 routes: ## regenerate conf/routes/*.json from conf/routes/seed/ with `ai-proxy-runner route`

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gofmt, go vet and a go.mod tidiness check; fails on the first finding.
+# gofmt, go vet, staticcheck and a go.mod tidiness check; fails on the first finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,8 @@ if [ -n "$unformatted" ]; then
 	echo "gofmt would rewrite:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+# staticcheck, pinned, fetched through the module proxy (not a go.mod dependency).
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cp go.mod go.sum "$tmp/"
 go mod tidy
