@@ -32,9 +32,15 @@ func main() {
 	dur := flag.Duration("duration", 4*time.Second, "length of each measured load")
 	streams := flag.Int("streams", 1000, "concurrent open streams for the memory figure")
 	metrics := flag.String("runner-metrics", "", "give the runner --metrics-addr (for /debug/pprof while the bench runs)")
+	only := flag.String("only", "", "run only the whole-answer scenarios whose name contains this (skips streams and memory)")
+	runnerEnv := flag.String("runner-env", "", "extra K=V for the runner's environment, comma-separated (e.g. GOGC=400)")
 	flag.Parse()
 	if *metrics != "" {
 		extraArgs = append(extraArgs, "--metrics-addr", *metrics)
+	}
+	onlyScenario = *only
+	if *runnerEnv != "" {
+		extraEnv = strings.Split(*runnerEnv, ",")
 	}
 	if err := run(*runner, *out, *dur, *streams); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -123,8 +129,13 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-// extraArgs go to the runner (e.g. --metrics-addr to profile it under load).
-var extraArgs []string
+// extraArgs and extraEnv go to the runner (e.g. --metrics-addr to profile
+// it under load); onlyScenario narrows a run to some scenarios.
+var (
+	extraArgs    []string
+	extraEnv     []string
+	onlyScenario string
+)
 
 func run(runnerBin, out string, dur time.Duration, streams int) error {
 	bin, err := filepath.Abs(runnerBin)
@@ -146,6 +157,7 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 	gw, err := apisix.Start(apisix.Options{
 		RunnerCmd:   append([]string{bin, "run", "--relay-addr", relay, "--access-log", "/dev/null"}, extraArgs...),
 		SocketPath:  filepath.Join(dir, "apisix.sock"),
+		Env:         extraEnv,
 		Workers:     2,
 		StopTimeout: 5 * time.Second,
 	})
@@ -200,6 +212,9 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 	fmt.Fprintf(&report, "## Whole answers\n\n| scenario | | requests/s | p50 ms | p99 ms | errors |\n|---|---|---:|---:|---:|---:|\n")
 	var notes []string
 	for _, sc := range scenarios {
+		if !strings.Contains(sc.name, onlyScenario) {
+			continue
+		}
 		m.answer.Store(&sc.answer)
 		m.latency.Store(int64(sc.latency))
 		m.events.Store(0)
@@ -224,6 +239,10 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 			100*res[2].rps(dur)/res[0].rps(dur), 100*res[2].rps(dur)/res[1].rps(dur), res[2].cpuPerReq.Round(time.Microsecond)))
 	}
 	fmt.Fprintf(&report, "\n### Added by the runner\n\n| scenario | added p50 ms | added p99 ms | throughput vs direct | throughput vs double | runner CPU per request |\n|---|---:|---:|---:|---:|---:|\n%s\n", strings.Join(notes, "\n"))
+	if onlyScenario != "" {
+		fmt.Print(report.String())
+		return nil
+	}
 
 	// Streams: time to first event and to the end, 200 events 1 ms apart.
 	m.latency.Store(0)
