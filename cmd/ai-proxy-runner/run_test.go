@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The binary under test, built once per package run.
@@ -64,5 +66,43 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 	if err := exec.Command(bin, "frobnicate").Run(); err == nil {
 		t.Fatal("unknown command exited 0")
+	}
+}
+
+// A relay bound beyond loopback is logged loudly at startup.
+func TestRelayBeyondLoopbackWarns(t *testing.T) {
+	bin := buildRunner(t)
+	sock := filepath.Join(t.TempDir(), "r.sock")
+	cmd := exec.Command(bin, "run", "--relay-addr", "0.0.0.0:0")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "APISIX_LISTEN_ADDRESS=unix:" + sock}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	warned := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "THE RELAY LISTENS BEYOND LOOPBACK") && strings.Contains(sc.Text(), `"level":"warn"`) {
+				warned <- true
+				return
+			}
+		}
+		warned <- false
+	}()
+	select {
+	case ok := <-warned:
+		if !ok {
+			t.Fatal("no warning about the relay's address")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no warning about the relay's address within 10s")
 	}
 }
