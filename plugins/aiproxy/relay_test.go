@@ -287,3 +287,20 @@ func TestRelayClientGoneCancelsUpstream(t *testing.T) {
 		t.Fatal("upstream request still running after the client left")
 	}
 }
+
+// max_response_bytes bounds streams too: past it the client's response is
+// cut, not ended as if complete.
+func TestRelayStreamOverMaxResponseBytes(t *testing.T) {
+	f := newRelayFixture(t, strings.Replace(openAIConf, `"timeout":2000`, `"max_response_bytes":300`, 1), func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for range 20 {
+			io.WriteString(w, "data: {\"choices\":[{\"delta\":{\"content\":\"abcdefghij\"}}]}\n\n")
+		}
+		io.WriteString(w, "data: [DONE]\n\n")
+	})
+	resp := f.post(t, `{"messages":[],"stream":true}`, nil)
+	body, err := io.ReadAll(resp.Body)
+	if err == nil || strings.Contains(string(body), "[DONE]") || len(body) > 400 {
+		t.Fatalf("stream not cut: %d bytes, err %v", len(body), err)
+	}
+}

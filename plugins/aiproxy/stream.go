@@ -2,6 +2,7 @@ package aiproxy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -61,6 +62,10 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 			}
 			if send && !p.write(w, rc, c, raw) {
 				return
+			}
+			if limit := c.conf.MaxResponseBytes; limit > 0 && c.bytesOut > limit {
+				c.errKind, c.errMsg = "stream_limit", fmt.Sprintf("stream passed max_response_bytes %d", limit)
+				panic(http.ErrAbortHandler)
 			}
 		}
 		if err == nil {
