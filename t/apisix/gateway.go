@@ -24,6 +24,9 @@ type Options struct {
 	StopTimeout  time.Duration // SIGTERM → SIGKILL, default 1s as APISIX
 	RespawnDelay time.Duration // default 3s as APISIX; negative = never
 	SocketWait   time.Duration // default 10s
+	// AccessLog, when set, receives each access-log entry instead of the
+	// double keeping them for AccessLog() (a long load would pile them up).
+	AccessLog func(AccessEntry)
 }
 
 // Stats count what the double sent.
@@ -44,6 +47,7 @@ type AccessEntry struct {
 	UpstreamResponseTime time.Duration
 	BytesSent            int64
 	ExtPluginError       string
+	ExtPluginTime        time.Duration // the ext-plugin RPCs, retries included
 }
 
 // Gateway is one APISIX instance.
@@ -140,6 +144,10 @@ func (g *Gateway) AccessLog() []AccessEntry {
 }
 
 func (g *Gateway) logAccess(e AccessEntry) {
+	if g.opts.AccessLog != nil {
+		g.opts.AccessLog(e)
+		return
+	}
 	g.logMu.Lock()
 	g.access = append(g.access, e)
 	g.logMu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,7 +74,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{header: r.Header.Clone(), host: r.Host, args: r.URL.Query(), body: body, respHeader: http.Header{}}
 	wk := g.pickWorker()
 	for _, p := range orderedPlugins(rt.plugins) {
+		called := time.Now()
 		act, err := g.callPlugin(wk, rt, p, r, st, vars)
+		entry.ExtPluginTime += time.Since(called)
 		if err != nil {
 			g.opts.Logf("%s: %v", p.name, err)
 			entry.ExtPluginError = err.Error()
@@ -584,7 +587,9 @@ func (g *Gateway) proxy(w *countingWriter, r *http.Request, rt *route, st *reqSt
 	w.WriteHeader(resp.StatusCode)
 
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	var pending []byte
 	flush := func() bool {
 		if len(pending) == 0 {
@@ -626,6 +631,9 @@ func (g *Gateway) proxy(w *countingWriter, r *http.Request, rt *route, st *reqSt
 		}
 	}
 }
+
+// copyBufs hold the proxy's read buffers, as nginx reuses its proxy buffers.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // countingWriter counts bytes and status for the access log.
 type countingWriter struct {

@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,18 +32,27 @@ func main() {
 	runner := flag.String("runner", "bin/ai-proxy-runner", "the runner binary")
 	out := flag.String("out", "docs/benchmarks.md", "report file")
 	dur := flag.Duration("duration", 4*time.Second, "length of each measured load")
+	roundsFlag = flag.Int("rounds", 4, "whole-answer loads alternate direct, double and runner in this many rounds")
 	streams := flag.Int("streams", 1000, "concurrent open streams for the memory figure")
 	metrics := flag.String("runner-metrics", "", "give the runner --metrics-addr (for /debug/pprof while the bench runs)")
 	only := flag.String("only", "", "run only the whole-answer scenarios whose name contains this (skips streams and memory)")
 	runnerEnv := flag.String("runner-env", "", "extra K=V for the runner's environment, comma-separated (e.g. GOGC=400)")
+	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the runner and of this harness during each runner load into this folder")
 	flag.Parse()
+	if *metrics == "" && profileDir != "" {
+		*metrics = freeAddr()
+	}
 	if *metrics != "" {
 		extraArgs = append(extraArgs, "--metrics-addr", *metrics)
+		metricsAddr = *metrics
 	}
 	onlyScenario = *only
 	if *runnerEnv != "" {
 		extraEnv = strings.Split(*runnerEnv, ",")
 	}
+	// This process plays nginx, which has no garbage collector: collect
+	// rarely so its pauses do not land in the runner's figures.
+	debug.SetGCPercent(800)
 	if err := run(*runner, *out, *dur, *streams); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -135,7 +146,51 @@ var (
 	extraArgs    []string
 	extraEnv     []string
 	onlyScenario string
+	profileDir   string
+	roundsFlag   *int
+	metricsAddr  string
 )
+
+// profiled runs load while the runner (through its pprof endpoint) and
+// this process record CPU profiles named after the scenario.
+func profiled(name string, dur time.Duration, load func()) {
+	if profileDir == "" {
+		load()
+		return
+	}
+	slug := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(name))
+	os.MkdirAll(profileDir, 0o755)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		secs := max(int(dur/time.Second)-1, 1)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", metricsAddr, secs))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: runner profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(profileDir, slug+".runner.pprof"))
+		if err != nil {
+			return
+		}
+		io.Copy(f, resp.Body)
+		f.Close()
+	}()
+	if f, err := os.Create(filepath.Join(profileDir, slug+".harness.pprof")); err == nil {
+		pprof.StartCPUProfile(f)
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	load()
+	wg.Wait()
+}
 
 func run(runnerBin, out string, dur time.Duration, streams int) error {
 	bin, err := filepath.Abs(runnerBin)
@@ -160,6 +215,7 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 		Env:         extraEnv,
 		Workers:     2,
 		StopTimeout: 5 * time.Second,
+		AccessLog:   rpcTimes.add,
 	})
 	if err != nil {
 		return err
@@ -218,13 +274,33 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 		m.answer.Store(&sc.answer)
 		m.latency.Store(int64(sc.latency))
 		m.events.Store(0)
+		// The three columns take turns in short rounds, so a slow moment of
+		// the machine hits all of them alike.
 		var res [3]result
-		for i, base := range []string{s.direct, s.plain, s.through} {
-			cpu0 := procCPU(pid)
-			res[i] = s.load(base+sc.path, sc.body, sc.concurrency, sc.rate, dur)
-			if i == 2 && res[i].n > 0 {
-				res[i].cpuPerReq = (procCPU(pid) - cpu0) / time.Duration(res[i].n)
+		var rpc result
+		var runnerCPU time.Duration
+		rounds := *roundsFlag
+		if profileDir != "" {
+			rounds = 1 // one profile covers one whole runner load
+		}
+		for range rounds {
+			for i, base := range []string{s.direct, s.plain, s.through} {
+				rpcTimes.take()
+				cpu0 := procCPU(pid)
+				var r result
+				load := func() { r = s.load(base+sc.path, sc.body, sc.concurrency, sc.rate, dur/time.Duration(rounds)) }
+				if i == 2 {
+					profiled(sc.name, dur, load)
+					runnerCPU += procCPU(pid) - cpu0
+					rpc.add(rpcTimes.take())
+				} else {
+					load()
+				}
+				res[i].add(r)
 			}
+		}
+		if res[2].n > 0 {
+			res[2].cpuPerReq = runnerCPU / time.Duration(res[2].n)
 		}
 		for i, label := range []string{"direct", "double", "runner"} {
 			r := res[i]
@@ -235,10 +311,10 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 			fmt.Fprintf(&report, "| %s | %s | %.0f | %.2f | %.2f | %d |\n", name, label, r.rps(dur), ms(r.p(50)), ms(r.p(99)), r.errors)
 		}
 		added50, added99 := res[2].p(50)-res[1].p(50), res[2].p(99)-res[1].p(99)
-		notes = append(notes, fmt.Sprintf("| %s | %.2f | %.2f | %.0f%% | %.0f%% | %s |", sc.name, ms(added50), ms(added99),
+		notes = append(notes, fmt.Sprintf("| %s | %.2f | %.2f | %.2f / %.2f | %.0f%% | %.0f%% | %s |", sc.name, ms(added50), ms(added99), ms(rpc.p(50)), ms(rpc.p(99)),
 			100*res[2].rps(dur)/res[0].rps(dur), 100*res[2].rps(dur)/res[1].rps(dur), res[2].cpuPerReq.Round(time.Microsecond)))
 	}
-	fmt.Fprintf(&report, "\n### Added by the runner\n\n| scenario | added p50 ms | added p99 ms | throughput vs direct | throughput vs double | runner CPU per request |\n|---|---:|---:|---:|---:|---:|\n%s\n", strings.Join(notes, "\n"))
+	fmt.Fprintf(&report, "\n### Added by the runner\n\n| scenario | added p50 ms | added p99 ms | of which ext-plugin RPC p50 / p99 ms | throughput vs direct | throughput vs double | runner CPU per request |\n|---|---:|---:|---:|---:|---:|---:|\n%s\n", strings.Join(notes, "\n"))
 	if onlyScenario != "" {
 		fmt.Print(report.String())
 		return nil
@@ -290,10 +366,43 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 	return nil
 }
 
+// rpcTimes collects how long the double spent in ext-plugin RPCs per
+// request, to split the runner's share between the RPC and the relay hop.
+var rpcTimes rpcLog
+
+type rpcLog struct {
+	mu  sync.Mutex
+	lat []time.Duration
+}
+
+func (l *rpcLog) add(e apisix.AccessEntry) {
+	if e.ExtPluginTime == 0 {
+		return
+	}
+	l.mu.Lock()
+	l.lat = append(l.lat, e.ExtPluginTime)
+	l.mu.Unlock()
+}
+
+// take returns what was collected since the last take.
+func (l *rpcLog) take() result {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := result{lat: l.lat, n: len(l.lat)}
+	l.lat = nil
+	return r
+}
+
 type result struct {
 	lat       []time.Duration
 	n, errors int
 	cpuPerReq time.Duration
+}
+
+func (r *result) add(o result) {
+	r.lat = append(r.lat, o.lat...)
+	r.n += o.n
+	r.errors += o.errors
 }
 
 func (r result) rps(d time.Duration) float64 { return float64(r.n) / d.Seconds() }
@@ -340,16 +449,22 @@ func (s *setup) load(url string, body []byte, concurrency, rate int, dur time.Du
 	defer cancel()
 	var wg sync.WaitGroup
 	if rate > 0 {
+		// A ticker drops ticks when the process is late; sending what is
+		// due by the clock keeps the average rate exact.
+		start := time.Now()
 		tick := time.NewTicker(time.Second / time.Duration(rate))
 		defer tick.Stop()
+		sent := 0
 	loop:
 		for {
 			select {
 			case <-ctx.Done():
 				break loop
 			case <-tick.C:
-				wg.Add(1)
-				go func() { defer wg.Done(); record(s.do(url, body)) }()
+				for due := int(time.Since(start) * time.Duration(rate) / time.Second); sent < due; sent++ {
+					wg.Add(1)
+					go func() { defer wg.Done(); record(s.do(url, body)) }()
+				}
 			}
 		}
 	} else {
