@@ -29,9 +29,8 @@ routes: ## regenerate conf/routes/*.json from conf/routes/seed/ with `ai-proxy-r
 		$(GO) run ./cmd/ai-proxy-runner route "$$f" > conf/routes/$$(basename "$$f") || exit 1; \
 	done
 
-bench: build ## load benchmarks through the APISIX double (writes docs/benchmarks.md), then relay micro-benchmarks
+bench: build ## load benchmarks through the APISIX double and the relay's go benchmarks, written to docs/benchmarks.md
 	$(GO) run ./t/bench -runner $(BIN) -out docs/benchmarks.md
-	$(GO) test -run '^$$' -bench . -benchmem ./plugins/aiproxy
 
 fuzz: ## longer fuzzing: conf parser, SSE reader, embeddings converter
 	$(GO) test -run '^$$' -fuzz FuzzParseConf -fuzztime 60s ./plugins/aiproxy

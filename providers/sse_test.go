@@ -122,3 +122,12 @@ func TestIsUsageOnly(t *testing.T) {
 		t.Error("azure's filter-results chunk is not a usage chunk")
 	}
 }
+
+// Every stream chunk of an OpenAI-family stream is checked, so a chunk
+// without usage must cost no allocation.
+func TestIsUsageOnlyPlainChunkAllocatesNothing(t *testing.T) {
+	chunk := []byte(`{"id":"c","model":"gpt-4-0613","choices":[{"index":0,"delta":{"content":"hi"}}]}`)
+	if n := testing.AllocsPerRun(100, func() { IsUsageOnly(chunk) }); n != 0 {
+		t.Fatalf("IsUsageOnly allocates %.0f times per plain chunk", n)
+	}
+}

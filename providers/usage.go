@@ -46,6 +46,11 @@ func (o *Observation) Observe(payload []byte) {
 // `"choices": []` chunk), the one the relay withholds from clients that did
 // not ask for usage.
 func IsUsageOnly(payload []byte) bool {
+	// Usage first: most chunks have none, and looking it up allocates
+	// nothing when it is absent, while "choices" is always there.
+	if !gjson.GetBytes(payload, "usage").IsObject() {
+		return false
+	}
 	c := gjson.GetBytes(payload, "choices")
-	return gjson.GetBytes(payload, "usage").IsObject() && c.IsArray() && len(c.Array()) == 0
+	return c.IsArray() && len(c.Array()) == 0
 }

@@ -112,9 +112,13 @@ func Start(opts Options) (*Gateway, error) {
 		routes: map[string]*route{}, upstreams: map[string]*upstream{}, versions: map[string]int{},
 		shared: tokenDict{m: map[string]tokenItem{}},
 		transport: &http.Transport{
-			Proxy:               nil, // nginx never uses environment proxies
-			DialContext:         (&net.Dialer{Timeout: 60 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 32,
+			Proxy:       nil, // nginx never uses environment proxies
+			DialContext: (&net.Dialer{Timeout: 60 * time.Second}).DialContext,
+			// APISIX keeps 320 idle upstream connections per worker
+			// (nginx_config.http.upstream.keepalive); a smaller pool would
+			// close and re-dial connections under bursts, which real APISIX
+			// does not.
+			MaxIdleConnsPerHost: 320 * opts.Workers,
 			DisableCompression:  true,
 		},
 	}
