@@ -12,6 +12,7 @@ require (
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 	golang.org/x/oauth2 v0.38.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

@@ -17,6 +17,9 @@ const (
 	HeaderPromptTokens     = "X-LLM-Prompt-Tokens"
 	HeaderCompletionTokens = "X-LLM-Completion-Tokens"
 	HeaderTotalTokens      = "X-LLM-Total-Tokens"
+	// HeaderCallID joins an access-log line to the runner's call-log line:
+	// stock APISIX has no route or request id that both can see.
+	HeaderCallID = "X-LLM-Call-Id"
 )
 
 // hopByHop are connection-level headers (RFC 9110 §7.6.1) that a proxy
@@ -51,9 +54,13 @@ func dropSet(lists ...[]string) map[string]bool {
 	return m
 }
 
+// llmHeaderPrefix is the canonical form of X-LLM-*. In a drop set it drops
+// every header so named: a provider must not fill the access log's fields.
+const llmHeaderPrefix = "X-Llm-"
+
 var (
 	dropRequest  = dropSet(hopByHop, notForwarded)
-	dropResponse = dropSet(hopByHop, notReturned)
+	dropResponse = dropSet(hopByHop, notReturned, []string{llmHeaderPrefix})
 )
 
 // copyHeaders copies src into dst except the dropped names and any header
@@ -74,6 +81,9 @@ func copyHeaders(dst, src http.Header, drop map[string]bool) {
 		if drop[k] || connOpts[k] {
 			continue
 		}
+		if drop[llmHeaderPrefix] && strings.HasPrefix(k, llmHeaderPrefix) {
+			continue // only the relay says what the access log records
+		}
 		dst[k] = append([]string(nil), v...)
 	}
 }
@@ -81,6 +91,7 @@ func copyHeaders(dst, src http.Header, drop map[string]bool) {
 // setLLMHeaders writes what the access log records about a call. Token
 // counts go out only for answers read whole before the headers.
 func setLLMHeaders(h http.Header, c *call, withUsage bool) {
+	h.Set(HeaderCallID, c.id)
 	h.Set(HeaderProvider, c.provider)
 	if c.requestModel != "" {
 		h.Set(HeaderRequestModel, c.requestModel)

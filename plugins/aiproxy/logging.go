@@ -1,8 +1,12 @@
 package aiproxy
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"net"
 	"net/http"
+	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -26,6 +30,7 @@ func (p *Plugin) logCall(r *http.Request, c *call) {
 		return
 	}
 	fields := []zapcore.Field{
+		zap.String("call_id", c.id),
 		zap.String("request_id", r.Header.Get("X-Request-Id")),
 		zap.String("route_id", c.routeID()),
 		zap.String("client_ip", clientIP(r)),
@@ -83,4 +88,23 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// callIDs names calls uniquely across runner restarts: a random prefix per
+// process and a counter, so naming a call costs no syscall.
+type callIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newCallIDs() *callIDs {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &callIDs{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (g *callIDs) next() string {
+	var buf [32]byte
+	out := append(buf[:0], g.prefix...)
+	return string(strconv.AppendUint(out, g.n.Add(1), 36))
 }

@@ -28,6 +28,7 @@ type Plugin struct {
 	tickets    *tickets
 	confs      *confRegistry
 	transports *transports
+	callIDs    *callIDs
 }
 
 // Options are the plugin's outputs.
@@ -55,6 +56,7 @@ func New(o Options) *Plugin {
 		tickets:    newTickets(),
 		confs:      newConfRegistry(ticketTTL),
 		transports: newTransports(),
+		callIDs:    newCallIDs(),
 	}
 }
 

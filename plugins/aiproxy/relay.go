@@ -22,6 +22,7 @@ import (
 
 // call is the state of one relayed request.
 type call struct {
+	id           string
 	start        time.Time
 	conf         *Conf
 	provider     string
@@ -67,6 +68,7 @@ func (c *call) fail(w http.ResponseWriter, status int, kind, msg string) {
 	c.status, c.errKind, c.errMsg = status, kind, msg
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
+	h.Set(HeaderCallID, c.id)
 	if c.provider != "" {
 		h.Set(HeaderProvider, c.provider)
 	}
@@ -77,7 +79,7 @@ func (c *call) fail(w http.ResponseWriter, status int, kind, msg string) {
 // ServeHTTP is the relay: APISIX proxies every ai-proxy route here. Only a
 // request carrying a ticket from this process's filter is forwarded.
 func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &call{start: time.Now()}
+	c := &call{start: time.Now(), id: p.callIDs.next()}
 	defer p.logCall(r, c)
 
 	id, err := p.tickets.verify(r.Header.Get(TicketHeader))
