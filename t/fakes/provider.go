@@ -49,6 +49,8 @@ type Reply struct {
 	Raw []string
 	// Gate, when set, holds everything after the first event or chunk.
 	Gate <-chan struct{}
+	// Gates hold chunk i until Gates[i] is closed: event by event delivery.
+	Gates map[int]<-chan struct{}
 	// StallBeforeHeaders holds the answer before anything is written.
 	StallBeforeHeaders <-chan struct{}
 	// StallAfter > 0 blocks after that many events until the caller leaves.
@@ -261,6 +263,9 @@ func (p *Provider) play(w http.ResponseWriter, r *http.Request, rep *Reply) {
 	for i, c := range chunks {
 		if rep.StallAfter > 0 && i == rep.StallAfter {
 			p.wait(r, nil)
+			return
+		}
+		if g := rep.Gates[i]; g != nil && !p.wait(r, g) {
 			return
 		}
 		if _, err := io.WriteString(w, c); err != nil {

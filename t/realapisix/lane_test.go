@@ -251,6 +251,23 @@ func (l *lane) putRoute(t *testing.T, name string, edit ...func(string) string) 
 	return id
 }
 
+// resetRoutes deletes every route: seed examples share URIs (several
+// answer /anything), and APISIX picks any of the routes that match one.
+func (l *lane) resetRoutes(t *testing.T) {
+	t.Helper()
+	code, b, err := l.Admin("GET", "/apisix/admin/routes", nil)
+	if err != nil || code != 200 {
+		t.Fatalf("listing routes: %d %v %s", code, err, b)
+	}
+	for _, r := range gjson.GetBytes(b, "list.#.value.id").Array() {
+		if r.String() != "lane-sync" {
+			if err := l.Delete("routes", r.String()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
 // putRouteJSON PUTs a route and waits until every worker has it.
 func (l *lane) putRouteJSON(t *testing.T, id, route string) {
 	t.Helper()

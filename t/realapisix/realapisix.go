@@ -262,8 +262,8 @@ func (i *Instance) buildConfig(ports []int) ([]byte, error) {
 			"control":     map[string]any{"ip": "127.0.0.1", "port": ports[2]},
 		},
 		"deployment": map[string]any{
-			"role":              "traditional",
-			"role_traditional":  map[string]any{"config_provider": "etcd"},
+			"role":             "traditional",
+			"role_traditional": map[string]any{"config_provider": "etcd"},
 			"admin": map[string]any{
 				"admin_key":    []any{map[string]any{"name": "admin", "key": i.AdminKey, "role": "admin"}},
 				"allow_admin":  []any{"127.0.0.0/24"},
