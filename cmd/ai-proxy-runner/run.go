@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,12 +37,17 @@ func run(args []string) int {
 	levelName := fs.String("log-level", envOr("AI_PROXY_LOG_LEVEL", "warn"), "debug, info, warn or error (env AI_PROXY_LOG_LEVEL); info logs every call")
 	accessLog := fs.String("access-log", envOr("AI_PROXY_ACCESS_LOG", ""), "file for one JSON line per LLM call (env AI_PROXY_ACCESS_LOG); empty = stdout; reopened on SIGHUP")
 	metricsAddr := fs.String("metrics-addr", envOr("AI_PROXY_METRICS_ADDR", ""), "address for GET /metrics (Prometheus) and /debug/pprof/ (env AI_PROXY_METRICS_ADDR); empty = off; keep it private")
-	bindWait := fs.Duration("relay-bind-wait", 5*time.Second, "how long to retry a relay address still held by a previous runner (APISIX starts the new runner on reload while the old one drains)")
+	bindWait := fs.Duration("relay-bind-wait", 5*time.Second, "how long to retry a relay address still held by a previous runner that did not hand it over")
+	reloadWait := fs.Duration("reload-wait", 5*time.Second, "on SIGTERM while nginx runs on (apisix reload, or APISIX respawning a killed runner), how long to serve on until the next runner takes over")
+	foreground := fs.Bool("foreground", false, "serve in this process instead of a child that outlives APISIX's SIGKILL (supervise.go)")
 	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight calls may run on; APISIX itself kills the runner 1s after SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *grace, *bindWait}); err != nil {
+	if !*foreground && os.Getenv(childEnv) == "" {
+		return supervise(append([]string{"run"}, args...))
+	}
+	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *grace, *bindWait, *reloadWait}); err != nil {
 		fmt.Fprintln(os.Stderr, "ai-proxy-runner:", err)
 		return 1
 	}
@@ -50,7 +56,7 @@ func run(args []string) int {
 
 type settings struct {
 	relayAddr, levelName, accessLog, metricsAddr string
-	grace, bindWait                              time.Duration
+	grace, bindWait, reloadWait                  time.Duration
 }
 
 func serve(s settings) error {
@@ -66,11 +72,15 @@ func serve(s settings) error {
 	if err := checkExpireTime(); err != nil {
 		return err
 	}
-	log := newLogger(level, zapcore.Lock(os.Stdout))
+	// Writes to a closed pipe return an error instead of killing the
+	// process (Go's default for stdout and stderr).
+	signal.Ignore(syscall.SIGPIPE)
+	stdout := &apisixPipe{w: os.Stdout}
+	log := newLogger(level, stdout)
 	defer func() { _ = log.Sync() }()
 	// The call log is buffered and flushed every second, as APISIX buffers
 	// its own access log: one write per call would be a syscall per call.
-	var callOut zapcore.WriteSyncer = zapcore.Lock(os.Stdout)
+	var callOut zapcore.WriteSyncer = stdout
 	if s.accessLog != "" {
 		f, err := openLogFile(s.accessLog)
 		if err != nil {
@@ -87,9 +97,26 @@ func serve(s settings) error {
 		defer stopHUP()
 	}
 
-	ln, err := listenRetry(relayAddr, s.bindWait)
+	// On `apisix reload` the previous runner hands its relay listener over
+	// (handoff.go); otherwise bind the address.
+	private := privateRelayPath(sock)
+	ln, pred, err := takeOver(sock, private)
 	if err != nil {
-		return fmt.Errorf("relay cannot listen on %s: %w", relayAddr, err)
+		log.Warn("no relay handoff from the previous runner; binding the address", zap.Error(err))
+	}
+	if ln != nil && !sameAddr(ln.Addr(), relayAddr) {
+		log.Warn("the previous runner's relay listens elsewhere; binding the address", zap.String("previous", ln.Addr().String()))
+		ln.Close()
+		pred.conn.Close()
+		ln, pred = nil, nil
+	}
+	if ln == nil {
+		ln, err = listenRetry(relayAddr, s.bindWait)
+		if err != nil {
+			return fmt.Errorf("relay cannot listen on %s: %w", relayAddr, err)
+		}
+	} else {
+		log.Info("took over the relay listener from the previous runner", zap.String("relay_addr", ln.Addr().String()))
 	}
 	if !isLoopback(ln.Addr()) {
 		log.Warn("THE RELAY LISTENS BEYOND LOOPBACK: only APISIX should reach it; firewall it or use --relay-addr 127.0.0.1:<port>", zap.String("relay_addr", ln.Addr().String()))
@@ -102,7 +129,7 @@ func serve(s settings) error {
 	// The plugin runner logs every RPC at info level; APISIX copies the
 	// runner's output into its error.log, so keep it at the chosen level
 	// from the first line.
-	runnerlog.NewLogger(level, os.Stdout)
+	runnerlog.NewLogger(level, stdout)
 	opts := aiproxy.Options{Log: log, Calls: calls}
 	if s.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
@@ -120,30 +147,52 @@ func serve(s settings) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          zap.NewStdLog(log.Named("relay")),
+	peer := &peers{}
+	if pred != nil {
+		peer.set(true, pred.private)
 	}
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log.Named("relay"))}
+	}
+	srv := newServer(routing(p, peer, false))
+	var relayConns atomic.Int64 // APISIX's connections to the relay
+	srv.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			relayConns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			relayConns.Add(-1)
+		}
+	}
+	privSrv := newServer(routing(p, peer, true))
+	privLn, privFI, err := listenPrivate(private)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("cannot listen on %s: %w", private, err)
+	}
+	defer removeIfOurs(private, privFI)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	go func() { _ = privSrv.Serve(privLn) }()
 	log.Info("relay listening", zap.String("relay_addr", ln.Addr().String()), zap.String("socket", sock))
 
 	// The plugin-runner library serves a private socket; APISIX talks to
 	// the token gate on the real one (see tokens.go).
-	private := sock + ".runner"
-	_ = os.Remove(private)
-	os.Setenv("APISIX_LISTEN_ADDRESS", "unix:"+private)
+	// One per process: the library removes its socket when it exits, which
+	// on reload happens after the successor made its own.
+	inner := fmt.Sprintf("%s.%d.runner", sock, os.Getpid())
+	_ = os.Remove(inner)
+	os.Setenv("APISIX_LISTEN_ADDRESS", "unix:"+inner)
 	ran := make(chan struct{})
 	go func() {
 		// Run serves until SIGINT or SIGTERM.
-		runner.Run(runner.RunnerConfig{LogLevel: level, LogOutput: os.Stdout})
+		runner.Run(runner.RunnerConfig{LogLevel: level, LogOutput: stdout})
 		close(ran)
 	}()
-	if err := waitDialable(private, 10*time.Second); err != nil {
-		return fmt.Errorf("plugin runner did not listen on %s: %w", private, err)
+	if err := waitDialable(inner, 10*time.Second); err != nil {
+		return fmt.Errorf("plugin runner did not listen on %s: %w", inner, err)
 	}
-	gate, err := newTokenGate(private)
+	gate, err := newTokenGate(inner)
 	if err != nil {
 		return err
 	}
@@ -152,27 +201,134 @@ func serve(s settings) error {
 		return fmt.Errorf("cannot listen on socket %s: %w", sock, err)
 	}
 	go gate.serve(gateLn)
-	<-ran
-	// No new tickets from here on. Remove the socket only if it is still
-	// ours: on reload the next runner may already have put its own there.
-	gate.close()
-	if now, err := os.Stat(sock); err == nil && os.SameFile(ours, now) {
-		_ = os.Remove(sock)
+	pred.Ready(gate.adopt)
+
+	// Offer the relay to the runner of the next reload. Once it took it,
+	// stop accepting: it accepts from the same socket.
+	handedOver := make(chan struct{})
+	connsMoved := make(chan struct{})
+	offered, err := newOffer(sock, ln, private, func(successor string, send func(*net.UnixConn) error) <-chan struct{} {
+		peer.set(false, successor)
+		peer.handedOver.Store(true)
+		ln.Close()
+		gate.handOver(send)
+		close(handedOver)
+		return connsMoved
+	})
+	if err != nil {
+		log.Warn("cannot offer the relay to a successor; reloads will rebind it", zap.Error(err))
 	}
+	<-ran
+	// APISIX no longer reads our output (it may still serve us on reload).
+	stdout.detach()
+	if offered != nil {
+		// On `apisix reload` APISIX starts the successor only after this
+		// runner's agent has exited (up to 1 s after SIGTERM): serve on
+		// until it took over, unless nginx itself is going away.
+		waitHandover(handedOver, sock, s.reloadWait)
+		offered.close()
+	}
+	select {
+	case <-handedOver:
+		// Finish the RPCs of connections APISIX still holds; idle ones
+		// were closed by drain.
+		deadline := time.Now().Add(grace)
+		for !gate.idle() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(connsMoved)
+	default:
+	}
+	// No new tickets from here on. Remove the socket only if it is still
+	// ours: on reload the next runner put its own there.
+	gate.close()
+	removeIfOurs(sock, ours)
 
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	select {
+	case <-handedOver:
+		// nginx closes each keepalive connection once an answer says so;
+		// wait for that rather than close idle ones under its feet.
+		for relayConns.Load() > 0 && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	default:
+	}
 	// Shutdown refuses new connections at once and waits for in-flight
 	// calls, streams included, up to the grace period.
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Warn("calls still running after the grace period were cut", zap.Duration("grace", grace))
 		srv.Close()
 	}
+	// The successor forwards calls with this runner's tickets until those
+	// stop coming (APISIX's old workers finish theirs) or APISIX kills us.
+	select {
+	case <-handedOver:
+		time.Sleep(min(grace, 750*time.Millisecond))
+	default:
+	}
+	if err := privSrv.Shutdown(ctx); err != nil {
+		privSrv.Close()
+	}
 	p.Close()
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = <-served
+	select {
+	case <-handedOver:
+		return nil // the listener was closed on purpose
+	default:
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("relay: %w", err)
 	}
 	return nil
+}
+
+// waitHandover waits for a successor to take over, at most wait, and not
+// once nginx's master (its pid is in the socket's name) has exited: that
+// was `apisix stop` or `quit`, not a reload.
+func waitHandover(handedOver <-chan struct{}, sock string, wait time.Duration) {
+	master := masterPID(sock)
+	if master == 0 {
+		return // not started by APISIX: no successor to wait for
+	}
+	deadline := time.After(wait)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-handedOver:
+			return
+		case <-deadline:
+			return
+		case <-tick.C:
+			if syscall.Kill(master, 0) != nil {
+				return
+			}
+		}
+	}
+}
+
+// masterPID reads nginx's master pid from APISIX's socket name,
+// apisix-<pid>.sock; 0 when it is named otherwise.
+func masterPID(sock string) int {
+	name := filepath.Base(sock)
+	num, ok := strings.CutPrefix(strings.TrimSuffix(name, ".sock"), "apisix-")
+	if !ok {
+		return 0
+	}
+	pid, err := strconv.Atoi(num)
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
+// sameAddr says whether a listener's address is the configured one.
+func sameAddr(a net.Addr, want string) bool {
+	w, err := net.ResolveTCPAddr("tcp", want)
+	ta, ok := a.(*net.TCPAddr)
+	return err == nil && ok && ta.Port == w.Port && (w.IP == nil || w.IP.Equal(ta.IP))
 }
 
 // listenRetry binds addr, retrying while it is in use for up to wait: on

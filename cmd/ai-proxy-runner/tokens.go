@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	aerr "github.com/api7/ext-plugin-proto/go/A6/Err"
 	hrc "github.com/api7/ext-plugin-proto/go/A6/HTTPReqCall"
@@ -42,9 +44,47 @@ type tokenGate struct {
 	base   uint32 // added to every token this process issues
 	issued atomic.Uint32
 
-	mu    sync.Mutex
-	conns map[net.Conn]bool
-	ln    net.Listener
+	mu       sync.Mutex
+	conns    map[net.Conn]*connState
+	ln       net.Listener
+	draining atomic.Bool
+	// send passes an idle APISIX connection to the successor (set by
+	// handOver); nil = close it instead.
+	send func(*net.UnixConn) error
+	// spare holds idle connections to the library. The library stops
+	// accepting at SIGTERM, but on reload this runner must serve new APISIX
+	// connections until its successor is up.
+	spare chan net.Conn
+}
+
+// spareInner is how many library connections wait for new APISIX ones.
+const spareInner = 16
+
+// innerConn is a connection to the library: a spare one if any (and a
+// replacement dialed behind it), else a new one.
+func (g *tokenGate) innerConn() (net.Conn, error) {
+	select {
+	case c := <-g.spare:
+		go g.refill()
+		return c, nil
+	default:
+		return net.Dial("unix", g.inner)
+	}
+}
+
+func (g *tokenGate) refill() {
+	if c, err := net.Dial("unix", g.inner); err == nil {
+		g.putInner(c)
+	}
+}
+
+// putInner keeps a library connection that is between two RPCs.
+func (g *tokenGate) putInner(c net.Conn) {
+	select {
+	case g.spare <- c:
+	default:
+		c.Close()
+	}
 }
 
 func newTokenGate(inner string) (*tokenGate, error) {
@@ -55,7 +95,11 @@ func newTokenGate(inner string) (*tokenGate, error) {
 	// In [2^20, 2^31): far from any earlier runner's base, and no wrap for
 	// the tokens one process can issue.
 	base := 1<<20 + binary.BigEndian.Uint32(b[:])%(1<<31-1<<21)
-	return &tokenGate{inner: inner, base: base, conns: map[net.Conn]bool{}}, nil
+	g := &tokenGate{inner: inner, base: base, conns: map[net.Conn]*connState{}, spare: make(chan net.Conn, spareInner)}
+	for range spareInner {
+		g.refill()
+	}
+	return g, nil
 }
 
 // serve accepts APISIX's connections until close.
@@ -68,12 +112,20 @@ func (g *tokenGate) serve(ln net.Listener) {
 		if err != nil {
 			return
 		}
-		if !g.track(c, true) {
+		st := new(connState)
+		if !g.track(c, st) {
 			c.Close()
 			return
 		}
-		go g.handle(c)
+		go g.handle(c, st)
 	}
+}
+
+// connState says whether a connection is in the middle of an RPC; the lock
+// orders that against handOver's wake-up of idle readers.
+type connState struct {
+	mu   sync.Mutex
+	busy bool
 }
 
 // close stops accepting and drops every connection: APISIX gets no new
@@ -90,14 +142,68 @@ func (g *tokenGate) close() {
 	g.conns = nil
 }
 
-func (g *tokenGate) track(c net.Conn, add bool) bool {
+// handOver gives APISIX's connections to the next runner instead of
+// closing them: a closed unix socket that a worker still holds in its pool
+// fails that worker's next call with "broken pipe" (503). Each connection
+// moves when it is idle: now if it is, else right after its current answer.
+// With send nil the connections are closed instead.
+func (g *tokenGate) handOver(send func(*net.UnixConn) error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.send = send
+	g.draining.Store(true)
+	if g.ln != nil {
+		g.ln.Close()
+	}
+	for c, st := range g.conns {
+		st.mu.Lock()
+		if !st.busy {
+			_ = c.SetReadDeadline(time.Now()) // wake its reader
+		}
+		st.mu.Unlock()
+	}
+}
+
+// adopt serves a connection the previous runner handed over.
+func (g *tokenGate) adopt(c net.Conn) {
+	st := new(connState)
+	if !g.track(c, st) {
+		c.Close()
+		return
+	}
+	go g.handle(c, st)
+}
+
+// leave ends this runner's part in c: handed to the successor if there is
+// one and nothing of c's next frame has been read, else closed.
+func (g *tokenGate) leave(c net.Conn, f *frameConn) (handed bool) {
+	g.mu.Lock()
+	send := g.send
+	g.mu.Unlock()
+	uc, ok := c.(*net.UnixConn)
+	if send == nil || !ok || f.r.Buffered() > 0 {
+		return false
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return send(uc) == nil
+}
+
+// idle says whether every connection is gone.
+func (g *tokenGate) idle() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns) == 0
+}
+
+// track adds (st != nil) or removes c; false once the gate is closed.
+func (g *tokenGate) track(c net.Conn, st *connState) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.conns == nil {
 		return false
 	}
-	if add {
-		g.conns[c] = true
+	if st != nil {
+		g.conns[c] = st
 	} else {
 		delete(g.conns, c)
 	}
@@ -105,22 +211,48 @@ func (g *tokenGate) track(c net.Conn, add bool) bool {
 }
 
 // handle relays one APISIX connection over one connection to the library.
-func (g *tokenGate) handle(c net.Conn) {
+func (g *tokenGate) handle(c net.Conn, st *connState) {
 	defer func() {
-		g.track(c, false)
+		g.track(c, nil)
 		c.Close()
 	}()
-	rc, err := net.Dial("unix", g.inner)
+	rc, err := g.innerConn()
 	if err != nil {
 		return
 	}
-	defer rc.Close()
+	// The library connection goes back to the spares when APISIX leaves
+	// between two RPCs; after an error mid-RPC its state is unknown.
+	clean := false
+	defer func() {
+		if clean {
+			g.putInner(rc)
+		} else {
+			rc.Close()
+		}
+	}()
 	apisix, runner := newFrameConn(c), newFrameConn(rc)
 	for {
-		ty, payload, err := apisix.read()
-		if err != nil {
+		st.mu.Lock()
+		st.busy = false
+		st.mu.Unlock()
+		if g.draining.Load() && g.leave(c, apisix) {
+			clean = runner.r.Buffered() == 0
 			return
 		}
+		ty, payload, err := apisix.read()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && apisix.partial == 0 && g.draining.Load() {
+				g.leave(c, apisix)
+			}
+			clean = apisix.partial == 0 && runner.r.Buffered() == 0
+			return
+		}
+		st.mu.Lock()
+		st.busy = true
+		if g.draining.Load() {
+			_ = c.SetReadDeadline(time.Time{}) // the wake-up was for idle readers
+		}
+		st.mu.Unlock()
 		switch ty {
 		case rpcPrepareConf:
 			if err := g.prepare(apisix, runner, payload); err != nil {
@@ -235,6 +367,8 @@ type frameConn struct {
 	r   *bufio.Reader
 	hdr [4]byte
 	buf []byte
+	// partial counts the bytes of a frame read when read failed.
+	partial int
 }
 
 func newFrameConn(c net.Conn) *frameConn {
@@ -242,7 +376,8 @@ func newFrameConn(c net.Conn) *frameConn {
 }
 
 func (f *frameConn) read() (byte, []byte, error) {
-	if _, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
+	if n, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
+		f.partial = n
 		return 0, nil, err
 	}
 	n := int(f.hdr[1])<<16 | int(f.hdr[2])<<8 | int(f.hdr[3])
@@ -251,6 +386,7 @@ func (f *frameConn) read() (byte, []byte, error) {
 	}
 	f.buf = f.buf[:n]
 	if _, err := io.ReadFull(f.r, f.buf); err != nil {
+		f.partial = 4
 		return 0, nil, err
 	}
 	return f.hdr[0], f.buf, nil
@@ -271,19 +407,24 @@ func (f *frameConn) write(ty byte, payload []byte) error {
 
 // listenSocket listens on APISIX's socket path as the library would, but
 // leaves the file in place on close: on reload the next runner may already
-// own that path.
+// own that path. It binds a scratch name and renames it over the path, so
+// a worker dialing during a reload finds either runner, never no socket.
 func listenSocket(path string) (*net.UnixListener, os.FileInfo, error) {
-	if err := os.RemoveAll(path); err != nil {
-		return nil, nil, err
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	_ = os.Remove(tmp)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
 		return nil, nil, err
 	}
 	ln.SetUnlinkOnClose(false)
 	// APISIX workers may run as nobody (library issue #24).
-	if err := os.Chmod(path, 0o766); err != nil {
+	if err := os.Chmod(tmp, 0o766); err != nil {
 		ln.Close()
+		return nil, nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		_ = os.Remove(tmp)
 		return nil, nil, err
 	}
 	fi, err := os.Stat(path)

@@ -104,6 +104,14 @@ func (p *Plugin) RequestFilter(conf any, w http.ResponseWriter, r pkgHTTP.Reques
 	r.Header().Set(TicketHeader, p.tickets.mint(c.ID))
 }
 
+// Owns says whether r carries a ticket this process minted for a conf it
+// still has. During `apisix reload` two runners serve one relay port, and
+// each hands the other's calls over.
+func (p *Plugin) Owns(r *http.Request) bool {
+	id, err := p.tickets.verify(r.Header.Get(TicketHeader))
+	return err == nil && p.confs.get(id) != nil
+}
+
 // errorBody is the OpenAI-shaped error every client-facing failure uses.
 func errorBody(msg, code, param string) []byte {
 	type detail struct {

@@ -225,7 +225,7 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 	defer os.RemoveAll(dir)
 	relay := freeAddr()
 	gw, err := apisix.Start(apisix.Options{
-		RunnerCmd:   append([]string{bin, "run", "--relay-addr", relay, "--access-log", "/dev/null"}, extraArgs...),
+		RunnerCmd:   append([]string{bin, "run", "--foreground", "--relay-addr", relay, "--access-log", "/dev/null"}, extraArgs...),
 		SocketPath:  filepath.Join(dir, "apisix.sock"),
 		Env:         extraEnv,
 		Workers:     2,

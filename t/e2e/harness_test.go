@@ -148,7 +148,10 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 		env = append(env, "GCP_SERVICE_ACCOUNT="+string(e.saJSON))
 	}
 	gw, err := apisix.Start(apisix.Options{
-		RunnerCmd: append([]string{runnerBin, "run", "--relay-addr", e.relayAddr, "--access-log", e.accessLog,
+		// --foreground: the double watches the process it started, as
+		// APISIX does; the supervisor that outlives APISIX's SIGKILL is
+		// proven on real APISIX (t/realapisix).
+		RunnerCmd: append([]string{runnerBin, "run", "--foreground", "--relay-addr", e.relayAddr, "--access-log", e.accessLog,
 			"--log-level", "info", "--shutdown-grace", o.grace.String()}, o.args...),
 		SocketPath:   filepath.Join(dir, "apisix.sock"),
 		Env:          env,

@@ -67,7 +67,7 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 	gw, err := apisix.Start(apisix.Options{
-		RunnerCmd:    []string{bin, "run", "--relay-addr", *relayAddr, "--log-level", "info"},
+		RunnerCmd:    []string{bin, "run", "--foreground", "--relay-addr", *relayAddr, "--log-level", "info"},
 		SocketPath:   filepath.Join(dir, "apisix.sock"),
 		RunnerOutput: prefixWriter{"runner | "},
 		Logf:         func(f string, a ...any) { fmt.Printf("apisix | "+f+"\n", a...) },

@@ -277,7 +277,7 @@ func (i *Instance) buildConfig(ports []int) ([]byte, error) {
 		"nginx_config": map[string]any{
 			"worker_processes":     i.opts.Workers,
 			"worker_rlimit_nofile": 20000,
-			"error_log_level":      "warn",
+			"error_log_level":      envOr("REALAPISIX_ERROR_LOG_LEVEL", "warn"),
 		},
 		"plugin_attr": map[string]any{
 			"prometheus": map[string]any{"export_addr": map[string]any{"ip": "127.0.0.1", "port": ports[3]}},
@@ -473,6 +473,18 @@ func (i *Instance) RunnerPIDs() []int {
 	return out
 }
 
+// AllRunnerPIDs lists every live process running RunnerBin: the ones
+// APISIX started and the workers they started, attached or not.
+func (i *Instance) AllRunnerPIDs() []int {
+	var out []int
+	for _, p := range procs() {
+		if p.exe == i.opts.RunnerBin && p.state != "Z" {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
 type proc struct {
 	pid, ppid int
 	state     string
@@ -557,7 +569,7 @@ func (i *Instance) Stop() {
 	i.stopped = true
 	if i.Home != "" {
 		master := i.MasterPID()
-		runners := i.RunnerPIDs()
+		runners := i.AllRunnerPIDs()
 		if master != 0 {
 			_, _ = i.cli("stop")
 			waitGone(append(runners, master), 10*time.Second)
@@ -593,7 +605,7 @@ func (i *Instance) Quit() error {
 // leaving etcd for Stop.
 func (i *Instance) StopNow() error {
 	master := i.MasterPID()
-	runners := i.RunnerPIDs()
+	runners := i.AllRunnerPIDs()
 	out, err := i.cli("stop")
 	if err != nil {
 		return fmt.Errorf("apisix stop: %v\n%s", err, out)
@@ -667,4 +679,11 @@ func tail(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
