@@ -179,10 +179,6 @@ func newLane(t *testing.T, opts ...func(*laneOptions)) *lane {
 	return l
 }
 
-func withEnv(kv ...string) func(*laneOptions) {
-	return func(o *laneOptions) { o.env = append(o.env, kv...) }
-}
-
 // waitRunner waits for the runner APISIX spawned to listen on the relay.
 func (l *lane) waitRunner(wait time.Duration) error {
 	deadline := time.Now().Add(wait)
