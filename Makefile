@@ -9,13 +9,13 @@ BIN      := bin/ai-proxy-runner
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-build: ## build bin/ai-proxy-runner
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ai-proxy-runner
+build: ## build bin/ai-proxy-runner (static: it also runs inside the apache/apisix image)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ai-proxy-runner
 
-run: build ## the main job on this machine: runner + APISIX test double on :9080 (admin :9180) + a mock OpenAI provider
+run: build ## the main job on this machine: runner under real APISIX if installed (else the test double) on :9080, admin :9180, + a mock OpenAI provider
 	$(GO) run ./t/quickstart -runner $(BIN)
 
-test: lint ## everything CI runs: lint, then unit and end-to-end tests with -race
+test: lint ## everything CI runs: lint, unit and end-to-end tests (-race), then the real-APISIX lane on each installed APISIX
 	bash ci/test.sh
 
 unit: ## unit tests only (no runner binary, no APISIX double)

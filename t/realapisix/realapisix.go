@@ -87,6 +87,7 @@ type Options struct {
 	Workers    int      // nginx worker_processes, default 2
 	// Ports: zero picks free ones.
 	DataPort, AdminPort int
+	AdminKey            string // default: a random one
 	Logf                func(format string, args ...any)
 }
 
@@ -129,6 +130,9 @@ func Start(o Options) (inst *Instance, err error) {
 	key := make([]byte, 16)
 	_, _ = rand.Read(key)
 	i := &Instance{Version: version, Install: o.Home, AdminKey: hex.EncodeToString(key), opts: o}
+	if o.AdminKey != "" {
+		i.AdminKey = o.AdminKey
+	}
 	defer func() {
 		if err != nil {
 			i.Stop()
