@@ -44,9 +44,10 @@ var methods = map[string]A6.Method{
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
-	entry := AccessEntry{Time: time.Now(), Method: r.Method, URI: r.URL.RequestURI()}
+	entry := AccessEntry{Time: time.Now(), Method: r.Method, URI: r.URL.RequestURI(), RemoteAddr: r.RemoteAddr, RequestID: newRequestID()}
 	cw := &countingWriter{ResponseWriter: w}
 	defer func() {
+		entry.RequestTime = time.Since(entry.Time)
 		entry.BytesSent = cw.n.Load()
 		if entry.Status == 0 {
 			entry.Status = cw.status

@@ -83,12 +83,30 @@ func (g *Gateway) supervise(p *runnerProc) {
 // token caches are flushed as on a runner_exit event.
 func (g *Gateway) StopRunner() error { return g.stop(false) }
 
-// ReloadRunner restarts the runner as `apisix reload` does: no runner_exit
-// event, so every worker keeps its tokens and the new runner is sent tokens
-// it never issued (§1, §4).
+// ReloadRunner replaces the runner as `apisix reload` does on real APISIX:
+// the old agent sends SIGTERM and its exit SIGKILLs the runner StopTimeout
+// later, while the new agent starts the next runner ReloadSpawnDelay after
+// the SIGTERM, so the two overlap on the same socket path. No runner_exit
+// event: every worker keeps its tokens and the new runner is sent tokens it
+// never issued (§1, §4).
 func (g *Gateway) ReloadRunner() error {
-	if err := g.stop(true); err != nil {
-		return err
+	g.runnerMu.Lock()
+	old := g.runner
+	if old != nil {
+		old.stopped = true
+		old.keepTokens = true
+	}
+	g.runnerMu.Unlock()
+	if old != nil {
+		_ = old.cmd.Process.Signal(syscall.SIGTERM)
+		go func() {
+			select {
+			case <-old.done:
+			case <-time.After(g.opts.StopTimeout):
+				_ = old.cmd.Process.Kill()
+			}
+		}()
+		time.Sleep(g.opts.ReloadSpawnDelay)
 	}
 	return g.StartRunner()
 }

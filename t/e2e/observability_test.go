@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
+	"gopkg.in/yaml.v3"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/apisix"
 )
 
 // One call-log line per call, with the fields the provider's usage implies,
@@ -157,4 +161,59 @@ func TestMetrics(t *testing.T) {
 	if r2.StatusCode != 403 {
 		t.Errorf("relay /metrics: %d", r2.StatusCode)
 	}
+}
+
+// The access_log_format of conf/config.yaml, rendered by the double as
+// nginx would: only variables nginx has (the double refuses others, as
+// nginx does at start), and the LLM fields of a call filled in.
+func TestAccessLogFormatOfConfig(t *testing.T) {
+	if _, err := apisix.ParseAccessLogFormat(`{"route":"$route_id"}`); err == nil || !strings.Contains(err.Error(), `unknown "route_id" variable`) {
+		t.Errorf("a format with $route_id: %v", err)
+	}
+	format := configAccessLogFormat(t)
+	f, err := apisix.ParseAccessLogFormat(format)
+	if err != nil {
+		t.Fatalf("conf/config.yaml: %v", err)
+	}
+	e := newEnv(t)
+	e.putRoute(t, "openai")
+	resp := e.post(t, "/anything", seedMathBody)
+	body := readAll(t, resp)
+	line := f.Line(e.lastAccess(t))
+	var got map[string]string
+	if err := json.Unmarshal([]byte(line), &got); err != nil {
+		t.Fatalf("access-log line is not JSON: %v: %s", err, line)
+	}
+	want := map[string]string{
+		"status": "200", "llm_provider": "openai", "llm_model": "gpt-4-0613", "llm_request_model": "gpt-4",
+		"llm_call_id":      resp.Header.Get("X-LLM-Call-Id"),
+		"llm_total_tokens": gjson.Get(body, "usage.total_tokens").String(),
+	}
+	for k, v := range want {
+		if got[k] != v || v == "" {
+			t.Errorf("%s = %q, want %q (%s)", k, got[k], v, line)
+		}
+	}
+}
+
+func configAccessLogFormat(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../conf/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		NginxConfig struct {
+			HTTP struct {
+				Format string `yaml:"access_log_format"`
+			} `yaml:"http"`
+		} `yaml:"nginx_config"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.NginxConfig.HTTP.Format == "" {
+		t.Fatal("conf/config.yaml has no access_log_format")
+	}
+	return c.NginxConfig.HTTP.Format
 }

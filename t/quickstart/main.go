@@ -11,7 +11,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/apisix"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/fakes"
@@ -108,7 +109,11 @@ func run() error {
 		return err
 	}
 
-	data, err := listen(*dataAddr, withAccessLog(gw))
+	format, err := configFormat()
+	if err != nil {
+		return err
+	}
+	data, err := listen(*dataAddr, withAccessLog(gw, format))
 	if err != nil {
 		return err
 	}
@@ -247,9 +252,9 @@ func listen(addr string, h http.Handler) (*http.Server, error) {
 	return srv, nil
 }
 
-// withAccessLog prints each request as APISIX's access log would with the
+// withAccessLog prints each request as nginx would with the
 // access_log_format of conf/config.yaml.
-func withAccessLog(gw *apisix.Gateway) http.Handler {
+func withAccessLog(gw *apisix.Gateway, format *apisix.AccessLogFormat) http.Handler {
 	h := gw.Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
@@ -257,24 +262,27 @@ func withAccessLog(gw *apisix.Gateway) http.Handler {
 		if len(log) == 0 {
 			return
 		}
-		e := log[len(log)-1]
-		up := func(name string) string {
-			if v := e.UpstreamHeader.Get(name); v != "" {
-				return v
-			}
-			return "-"
-		}
-		line, _ := json.Marshal(map[string]string{
-			"time": e.Time.Format(time.RFC3339), "route_id": e.RouteID, "client": strings.Split(r.RemoteAddr, ":")[0],
-			"status": fmt.Sprint(e.Status), "llm_provider": up("X-LLM-Provider"), "llm_request_model": up("X-LLM-Request-Model"),
-			"llm_model": up("X-LLM-Model"), "llm_ttft_ms": up("X-LLM-Time-To-First-Token"),
-			"llm_prompt_tokens": up("X-LLM-Prompt-Tokens"), "llm_completion_tokens": up("X-LLM-Completion-Tokens"),
-			"llm_total_tokens":       up("X-LLM-Total-Tokens"),
-			"upstream_header_time":   fmt.Sprintf("%.3f", e.UpstreamHeaderTime.Seconds()),
-			"upstream_response_time": fmt.Sprintf("%.3f", e.UpstreamResponseTime.Seconds()),
-		})
-		fmt.Printf("access | %s\n", line)
+		fmt.Printf("access | %s\n", format.Line(log[len(log)-1]))
 	})
+}
+
+// configFormat reads access_log_format from conf/config.yaml.
+func configFormat() (*apisix.AccessLogFormat, error) {
+	b, err := os.ReadFile("conf/config.yaml")
+	if err != nil {
+		return nil, err
+	}
+	var c struct {
+		NginxConfig struct {
+			HTTP struct {
+				Format string `yaml:"access_log_format"`
+			} `yaml:"http"`
+		} `yaml:"nginx_config"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("conf/config.yaml: %w", err)
+	}
+	return apisix.ParseAccessLogFormat(c.NginxConfig.HTTP.Format)
 }
 
 // prefixWriter labels the runner's output lines.
