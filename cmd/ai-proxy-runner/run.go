@@ -302,11 +302,28 @@ func waitHandover(handedOver <-chan struct{}, sock string, wait time.Duration) {
 		case <-deadline:
 			return
 		case <-tick.C:
-			if syscall.Kill(master, 0) != nil {
+			if !alive(master) {
 				return
 			}
 		}
 	}
+}
+
+// alive says whether pid runs; a zombie (exited, not yet reaped: PID 1 in
+// a container may reap late) does not.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // no procfs: trust kill(0)
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
 }
 
 // masterPID reads nginx's master pid from APISIX's socket name,

@@ -229,8 +229,9 @@ func TestStopWithStreamInFlight(t *testing.T) {
 				if err := l.Quit(); err != nil {
 					t.Fatal(err)
 				}
-				// The stream goes on while APISIX drains.
-				time.Sleep(300 * time.Millisecond)
+				// The stream goes on while APISIX drains, past the second
+				// after which APISIX kills the process it started.
+				time.Sleep(2 * time.Second)
 				close(gate)
 				rest := s.rest()
 				if !strings.HasSuffix(rest, "data: [DONE]\n\n") {
