@@ -2,7 +2,6 @@ package providers
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -106,13 +105,16 @@ func querySuffix(q string) string {
 	return "?" + q
 }
 
+// parseEndpoint checks override.endpoint. Its errors never quote the
+// value: an endpoint may carry a key in its query, and a conf error reaches
+// every client of the route and the log.
 func parseEndpoint(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, &ConfError{Field: "override.endpoint", Msg: "not a URL: " + err.Error()}
+		return nil, &ConfError{Field: "override.endpoint", Msg: "is not a valid URL"}
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, &ConfError{Field: "override.endpoint", Msg: fmt.Sprintf("%q is not an absolute http(s) URL", raw)}
+		return nil, &ConfError{Field: "override.endpoint", Msg: "must be an absolute http or https URL"}
 	}
 	if u.User != nil {
 		return nil, &ConfError{Field: "override.endpoint", Msg: "credentials in the URL are not allowed; use auth.header or auth.query"}
@@ -182,11 +184,54 @@ func (p *openAI) api(body []byte) (API, error) {
 	return api, nil
 }
 
+// checkObject accepts a JSON object whose top-level keys are unique after
+// unescaping. A duplicate would beat the route's options: the relay patches
+// one occurrence, and providers' decoders keep the last one.
 func checkObject(body []byte) error {
-	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
+	if !gjson.ValidBytes(body) {
 		return badRequest("invalid_body", "request body must be a JSON object")
 	}
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
+		return badRequest("invalid_body", "request body must be a JSON object")
+	}
+	if dup, ok := duplicateKey(root); ok {
+		return badRequest("invalid_body", "request body has the key %q more than once", clipKey(dup))
+	}
+	// The relay reads include_usage to know whether the client asked for
+	// the usage event: a second one would hide a stream's usage.
+	if so := root.Get("stream_options"); so.IsObject() {
+		if dup, ok := duplicateKey(so); ok {
+			return badRequest("invalid_body", "stream_options has the key %q more than once", clipKey(dup))
+		}
+	}
 	return nil
+}
+
+// duplicateKey returns a key that obj has twice (compared unescaped).
+func duplicateKey(obj gjson.Result) (dup string, found bool) {
+	// A slice, not a map: bodies have a handful of top-level keys.
+	var seen [32]string
+	keys := seen[:0]
+	obj.ForEach(func(k, _ gjson.Result) bool {
+		name := k.String()
+		for _, s := range keys {
+			if s == name {
+				dup, found = name, true
+				return false
+			}
+		}
+		keys = append(keys, name)
+		return true
+	})
+	return dup, found
+}
+
+func clipKey(k string) string {
+	if len(k) > 64 {
+		return k[:64] + "..."
+	}
+	return k
 }
 
 // applyOptions overwrites top-level body fields with the conf options. sjson

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,17 @@ type vertex struct {
 	query        string // auth.query, encoded
 	tokens       *tokenSource
 }
+
+var (
+	validRegion = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+	// Project ids, numbers, and domain-scoped ids (example.com:my-project).
+	validProject = regexp.MustCompile(`^[a-z0-9][a-z0-9.:-]{0,127}$`)
+)
+
+// maxPredictInputs bounds the inputs of one embeddings request: Vertex's
+// :predict takes at most 250 instances, and gemini-embedding-001 one per
+// call, so each input may be an upstream call.
+const maxPredictInputs = 250
 
 func newVertex(c Config) (Provider, error) {
 	v := &vertex{}
@@ -65,6 +77,13 @@ func newVertex(c Config) (Provider, error) {
 		}
 		if pc.Region == "" {
 			return nil, &ConfError{Field: "provider_conf.region", Msg: "is required for provider vertex-ai unless override.endpoint gives the full URL"}
+		}
+		// The region becomes part of the host the access token goes to.
+		if !validRegion.MatchString(pc.Region) {
+			return nil, &ConfError{Field: "provider_conf.region", Msg: "must be a Google Cloud location such as us-central1 (lower-case letters, digits, dashes)"}
+		}
+		if !validProject.MatchString(pc.ProjectID) {
+			return nil, &ConfError{Field: "provider_conf.project_id", Msg: "must be a Google Cloud project id or number"}
 		}
 		if base == nil {
 			base = &url.URL{Scheme: "https", Host: vertexHost(pc.Region)}
@@ -188,6 +207,9 @@ func (v *vertex) prepareEmbeddings(body []byte) (*Outbound, error) {
 	inputs, err := embeddingInputs(gjson.GetBytes(body, "input"))
 	if err != nil {
 		return nil, err
+	}
+	if len(inputs) > maxPredictInputs {
+		return nil, badRequest("invalid_body", "at most %d inputs per embeddings request on vertex-ai, got %d", maxPredictInputs, len(inputs))
 	}
 	var params *predictParams
 	if d := gjson.GetBytes(body, "dimensions"); d.Exists() {

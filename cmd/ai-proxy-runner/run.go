@@ -36,7 +36,8 @@ func run(args []string) int {
 	relayAddr := fs.String("relay-addr", envOr("AI_PROXY_RELAY_ADDR", defaultRelayAddr), "address of the relay that APISIX's ai-proxy upstream points at (env AI_PROXY_RELAY_ADDR)")
 	levelName := fs.String("log-level", envOr("AI_PROXY_LOG_LEVEL", "warn"), "debug, info, warn or error (env AI_PROXY_LOG_LEVEL); info logs every call")
 	accessLog := fs.String("access-log", envOr("AI_PROXY_ACCESS_LOG", ""), "file for one JSON line per LLM call (env AI_PROXY_ACCESS_LOG); empty = stdout; reopened on SIGHUP")
-	metricsAddr := fs.String("metrics-addr", envOr("AI_PROXY_METRICS_ADDR", ""), "address for GET /metrics (Prometheus) and /debug/pprof/ (env AI_PROXY_METRICS_ADDR); empty = off; keep it private")
+	metricsAddr := fs.String("metrics-addr", envOr("AI_PROXY_METRICS_ADDR", ""), "address for GET /metrics (Prometheus) (env AI_PROXY_METRICS_ADDR); empty = off; keep it private")
+	pprofAddr := fs.String("pprof-addr", "", "loopback address for /debug/pprof/ (profiles); empty = off")
 	bindWait := fs.Duration("relay-bind-wait", 5*time.Second, "how long to retry a relay address still held by a previous runner that did not hand it over")
 	reloadWait := fs.Duration("reload-wait", 5*time.Second, "on SIGTERM while nginx runs on (apisix reload, or APISIX respawning a killed runner), how long to serve on until the next runner takes over")
 	foreground := fs.Bool("foreground", false, "serve in this process instead of a child that outlives APISIX's SIGKILL (supervise.go)")
@@ -47,7 +48,7 @@ func run(args []string) int {
 	if !*foreground && os.Getenv(childEnv) == "" {
 		return supervise(append([]string{"run"}, args...))
 	}
-	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *grace, *bindWait, *reloadWait}); err != nil {
+	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *pprofAddr, *grace, *bindWait, *reloadWait}); err != nil {
 		fmt.Fprintln(os.Stderr, "ai-proxy-runner:", err)
 		return 1
 	}
@@ -55,8 +56,8 @@ func run(args []string) int {
 }
 
 type settings struct {
-	relayAddr, levelName, accessLog, metricsAddr string
-	grace, bindWait, reloadWait                  time.Duration
+	relayAddr, levelName, accessLog, metricsAddr, pprofAddr string
+	grace, bindWait, reloadWait                             time.Duration
 }
 
 func serve(s settings) error {
@@ -142,6 +143,14 @@ func serve(s settings) error {
 		}
 		defer stop()
 	}
+	if s.pprofAddr != "" {
+		stop, err := servePprof(s.pprofAddr, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stop()
+	}
 	p := aiproxy.New(opts)
 	if err := plugin.RegisterPlugin(p); err != nil {
 		ln.Close()
@@ -152,7 +161,16 @@ func serve(s settings) error {
 		peer.set(true, pred.private)
 	}
 	newServer := func(h http.Handler) *http.Server {
-		return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log.Named("relay"))}
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			// nginx sends a request whole (it buffers the body first).
+			ReadTimeout: time.Minute,
+			// Above APISIX's upstream keepalive (60 s idle), so nginx closes
+			// idle connections first; nothing else keeps one open forever.
+			IdleTimeout: 2 * time.Minute,
+			ErrorLog:    zap.NewStdLog(log.Named("relay")),
+		}
 	}
 	srv := newServer(routing(p, peer, false))
 	var relayConns atomic.Int64 // APISIX's connections to the relay
@@ -398,10 +416,26 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *zap.Logger) (stop 
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// Profiles on the same private listener: how docs/benchmarks.md was made.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log.Named("metrics"))}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
+}
+
+// servePprof serves Go's profiles (how docs/benchmarks.md was made) on a
+// loopback listener of its own: they reveal memory, so never beyond it.
+func servePprof(addr string, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof cannot listen on %s: %w", addr, err)
+	}
+	if !isLoopback(ln.Addr()) {
+		ln.Close()
+		return nil, fmt.Errorf("--pprof-addr must be a loopback address, got %s", addr)
+	}
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log.Named("metrics"))}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log.Named("pprof"))}
 	go func() { _ = srv.Serve(ln) }()
 	return func() { _ = srv.Close() }, nil
 }

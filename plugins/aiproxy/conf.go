@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"math"
+	"net/textproto"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -32,6 +34,8 @@ type Conf struct {
 	ID           confID
 	ProviderName string
 	Provider     providers.Provider
+	// RouteModel is options.model: the model the route forces, if any.
+	RouteModel string
 
 	Timeout          time.Duration // whole non-stream call; wait for a stream's first event
 	MaxReqBodySize   int64
@@ -66,6 +70,84 @@ var knownFields = map[string]bool{
 	"max_stream_duration_ms": true,
 }
 
+// nestedFields are the schema's inner objects and their fields; a nil set
+// is a free-form map (header names, body options). As APISIX's schemas
+// (additionalProperties: false), a misspelt field is an error: a silently
+// ignored override.endpont sends the route's key to the default host.
+var nestedFields = map[string]map[string]bool{
+	"auth":          {"header": true, "query": true, "gcp": true},
+	"auth.gcp":      {"service_account_json": true, "expire_early_secs": true, "max_ttl": true},
+	"auth.header":   nil,
+	"auth.query":    nil,
+	"options":       nil,
+	"override":      {"endpoint": true},
+	"provider_conf": {"project_id": true, "region": true},
+	"logging":       {"summaries": true, "payloads": true},
+}
+
+// checkFields rejects unknown and repeated fields in obj (at path) and in
+// the schema's objects below it. Repeated keys are ambiguous: JSON decoders
+// disagree on which one counts.
+func checkFields(obj gjson.Result, path string) *providers.ConfError {
+	allowed := knownFields
+	if path != "" {
+		allowed = nestedFields[path]
+	}
+	var keys, unknown []string
+	var dup string
+	dupFound := false
+	obj.ForEach(func(k, _ gjson.Result) bool {
+		name := k.String()
+		if !dupFound && slices.Contains(keys, name) {
+			dup, dupFound = name, true
+		}
+		keys = append(keys, name)
+		if allowed != nil && !allowed[name] {
+			unknown = append(unknown, name)
+		}
+		return true
+	})
+	join := func(k string) string {
+		if k == "" {
+			k = `""`
+		}
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return &providers.ConfError{Field: join(unknown[0]), Msg: "unknown field"}
+	}
+	if dupFound {
+		return &providers.ConfError{Field: join(dup), Msg: "appears more than once"}
+	}
+	for _, k := range keys {
+		child := join(k)
+		if _, ok := nestedFields[child]; ok {
+			if v := obj.Get(gjsonEscape(k)); v.IsObject() {
+				if err := checkFields(v, child); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// gjsonEscape makes a key a literal gjson path element.
+func gjsonEscape(k string) string {
+	var b strings.Builder
+	for _, r := range k {
+		if strings.ContainsRune(`.*?|#@\!=<>%`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // ParseConf parses and validates an ai-proxy conf (the JSON value of the
 // ext-plugin conf entry). It always returns a Conf; an invalid one carries
 // Err and no provider.
@@ -91,27 +173,18 @@ func (c *Conf) parse(in []byte) *providers.ConfError {
 	if !root.IsObject() {
 		return &providers.ConfError{Field: "conf", Msg: "must be a JSON object"}
 	}
-	var unknown []string
-	root.ForEach(func(k, _ gjson.Result) bool {
-		if !knownFields[k.String()] {
-			unknown = append(unknown, k.String())
-		}
-		return true
-	})
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		field := unknown[0]
-		if field == "" {
-			field = `""`
-		}
-		return &providers.ConfError{Field: field, Msg: "unknown field"}
+	if err := checkFields(root, ""); err != nil {
+		return err
 	}
 
 	v := validator{root: root}
 	c.ProviderName = v.str("provider", true)
+	if m := root.Get("options.model"); m.Type == gjson.String {
+		c.RouteModel = m.Str
+	}
 	pc := providers.Config{
 		Endpoint: v.str("override.endpoint", false),
-		Header:   v.strMap("auth.header"),
+		Header:   v.headers("auth.header"),
 		Query:    v.strMap("auth.query"),
 		Options:  v.options("options"),
 		ProviderConf: providers.ProviderConf{
@@ -226,6 +299,46 @@ func (v *validator) strMap(path string) map[string]string {
 		return true
 	})
 	return m
+}
+
+// forbiddenAuthHeaders are headers the relay sets itself or that frame
+// the request: a route cannot send them.
+var forbiddenAuthHeaders = map[string]bool{
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
+	"Te": true, "Trailer": true, "Upgrade": true, "Keep-Alive": true, "Proxy-Connection": true,
+	"Content-Type": true, "Expect": true,
+}
+
+// headers reads auth.header: valid header names (RFC 9110 tokens) and
+// values, none the relay must control. A bad one would otherwise pass here
+// and fail every request of the route.
+func (v *validator) headers(path string) map[string]string {
+	m := v.strMap(path)
+	for name, val := range m {
+		switch {
+		case !isToken(name):
+			v.fail(path+"."+name, "is not a valid header name")
+		case forbiddenAuthHeaders[textproto.CanonicalMIMEHeaderKey(name)]:
+			v.fail(path+"."+name, "is set by the relay and cannot be configured")
+		case strings.ContainsFunc(val, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }):
+			v.fail(path+"."+name, "has a control character in its value")
+		}
+	}
+	return m
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 func (v *validator) options(path string) []providers.Option {

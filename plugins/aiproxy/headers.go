@@ -31,11 +31,15 @@ var hopByHop = []string{
 
 // notForwarded are client request headers the provider must not see: the
 // ticket; credentials, which the route's auth replaces rather than merges
-// with; cookies and forwarding headers, which belong to the gateway's own
-// site and clients; Accept-Encoding, because the relay reads answers.
+// with; headers that choose who is billed under the gateway's key (a route
+// that wants them sets them in auth.header); cookies and forwarding
+// headers, which belong to the gateway's own site and clients;
+// Accept-Encoding, because the relay reads answers.
 var notForwarded = []string{
 	TicketHeader, "Host", "Content-Length", "Accept-Encoding",
 	"Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key", "Cookie",
+	"Openai-Organization", "Openai-Project", "X-Goog-User-Project",
+	"Anthropic-Organization",
 	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
 	"X-Forwarded-Port", "X-Real-Ip",
 }

@@ -2,6 +2,8 @@ package aiproxy
 
 import (
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +13,7 @@ import (
 
 // Metrics are the relay's Prometheus series. A nil *Metrics records nothing.
 type Metrics struct {
+	models   modelLabels
 	requests *prometheus.CounterVec
 	tokens   *prometheus.CounterVec
 	ttft     *prometheus.HistogramVec
@@ -67,7 +70,7 @@ func (m *Metrics) observe(c *call) {
 	if m == nil || c.conf == nil {
 		return
 	}
-	model := c.model()
+	model := m.models.label(c)
 	stream := strconv.FormatBool(c.stream)
 	m.requests.WithLabelValues(c.provider, model, strconv.Itoa(c.status)).Inc()
 	if c.obs.UsageSeen {
@@ -80,4 +83,43 @@ func (m *Metrics) observe(c *call) {
 		m.ttft.WithLabelValues(c.provider, stream).Observe(c.ttft.Seconds())
 	}
 	m.duration.WithLabelValues(c.provider, stream).Observe(time.Since(c.start).Seconds())
+}
+
+// Model labels never come from the client: the provider's answer names the
+// model, else the route forces one; anything else is "unknown". A hostile
+// provider is bounded too: labels are cut to maxModelLabel bytes and past
+// maxModels distinct ones become "other".
+const (
+	maxModelLabel = 64
+	maxModels     = 200
+)
+
+type modelLabels struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (l *modelLabels) label(c *call) string {
+	model := c.obs.Model
+	if model == "" && c.conf != nil {
+		model = c.conf.RouteModel
+	}
+	if model == "" {
+		return "unknown"
+	}
+	if len(model) > maxModelLabel {
+		model = strings.ToValidUTF8(model[:maxModelLabel], "")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	if !l.seen[model] {
+		if len(l.seen) >= maxModels {
+			return "other"
+		}
+		l.seen[model] = true
+	}
+	return model
 }

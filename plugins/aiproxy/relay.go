@@ -93,6 +93,12 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.provider = c.conf.ProviderName
+	// Chat and embeddings are POSTs; the relay would send anything as one.
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		c.fail(w, http.StatusMethodNotAllowed, "method_not_allowed", "only POST is relayed")
+		return
+	}
 
 	body, status, err := readBody(r, c.conf.MaxReqBodySize)
 	c.bytesIn = int64(len(body))

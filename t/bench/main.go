@@ -36,7 +36,7 @@ func main() {
 	dur := flag.Duration("duration", 4*time.Second, "length of each measured load")
 	roundsFlag = flag.Int("rounds", 4, "whole-answer loads alternate direct, double and runner in this many rounds")
 	streams := flag.Int("streams", 1000, "concurrent open streams for the memory figure")
-	metrics := flag.String("runner-metrics", "", "give the runner --metrics-addr (for /debug/pprof while the bench runs)")
+	metrics := flag.String("runner-pprof", "", "give the runner --pprof-addr (loopback, for /debug/pprof while the bench runs)")
 	only := flag.String("only", "", "run only the whole-answer scenarios whose name contains this, or \"streams\" for the stream section (skips the memory figure)")
 	runnerEnv := flag.String("runner-env", "", "extra K=V for the runner's environment, comma-separated (e.g. GOGC=400)")
 	flag.BoolVar(&relayBench, "relay-bench", true, "append the relay's go test benchmarks (-benchmem) to the report")
@@ -46,7 +46,7 @@ func main() {
 		*metrics = freeAddr()
 	}
 	if *metrics != "" {
-		extraArgs = append(extraArgs, "--metrics-addr", *metrics)
+		extraArgs = append(extraArgs, "--pprof-addr", *metrics)
 		metricsAddr = *metrics
 	}
 	onlyScenario = *only
@@ -154,7 +154,7 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-// extraArgs and extraEnv go to the runner (e.g. --metrics-addr to profile
+// extraArgs and extraEnv go to the runner (e.g. --pprof-addr to profile
 // it under load); onlyScenario narrows a run to some scenarios.
 var (
 	extraArgs    []string

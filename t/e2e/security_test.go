@@ -1,0 +1,213 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/fakes"
+)
+
+// A client cannot beat the route's options with a second copy of a key
+// (plain or escaped): providers' decoders keep the last one. Nor hide a
+// stream's usage with a second include_usage.
+func TestDuplicateBodyKeysRefused(t *testing.T) {
+	e := newEnv(t)
+	e.putRoute(t, "openai")
+	for _, body := range []string{
+		`{"model":"x","model":"o1-pro","messages":[{"role":"user","content":"hi"}]}`,
+		`{"max_tokens":1,"messages":[{"role":"user","content":"hi"}],"max\u005ftokens":100000}`,
+		`{"model":"x","m\u006fdel":"o1-pro","messages":[]}`,
+		`{"messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"stream_options":{"include_usage":false}}`,
+		`{"messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}`,
+	} {
+		resp := e.post(t, "/anything", body)
+		got := readAll(t, resp)
+		if resp.StatusCode != 400 || gjson.Get(got, "error.code").String() != "invalid_body" || !strings.Contains(got, "more than once") {
+			t.Errorf("%s: %d %s", body, resp.StatusCode, got)
+		}
+	}
+	if n := e.fakes[openAIHost].Count(); n != 0 {
+		t.Errorf("the provider got %d requests", n)
+	}
+	// Unique keys still pass untouched.
+	if resp := e.post(t, "/anything", `{"model":"x","messages":[{"role":"user","content":"hi"}],"user":"u1"}`); resp.StatusCode != 200 {
+		t.Errorf("%d %s", resp.StatusCode, readAll(t, resp))
+	}
+}
+
+// Conf errors name the field, never its value: an endpoint may hold a key.
+func TestConfErrorsDoNotEchoSecrets(t *testing.T) {
+	e := newEnv(t)
+	const secret = "k-secret-in-the-query-42"
+	for i, endpoint := range []string{
+		"api.example.com/v1/chat/completions?key=" + secret,
+		"https://api.example.com/%zz/chat/completions?key=" + secret,
+	} {
+		uri := fmt.Sprintf("/leak%d", i)
+		e.admin(t, "PUT", "/apisix/admin/routes", routeWithConf(t, uri, `{"provider":"openai-compatible","auth":{"header":{"Authorization":"Bearer x"}},"override":{"endpoint":"`+endpoint+`"}}`))
+		// The route converter checks the conf too, with the same care.
+		if out, err := runRoute(`{"uri":"/x","plugins":{"ai-proxy":{"provider":"openai-compatible","auth":{"header":{"Authorization":"Bearer x"}},"override":{"endpoint":"` + endpoint + `"}}}}`); err == nil || strings.Contains(out, secret) {
+			t.Errorf("ai-proxy-runner route: %v %s", err, out)
+		}
+		resp := e.post(t, uri, seedMathBody)
+		body := readAll(t, resp)
+		if resp.StatusCode != 500 || gjson.Get(body, "error.param").String() != "override.endpoint" {
+			t.Errorf("%s: %d %s", endpoint, resp.StatusCode, body)
+		}
+		if strings.Contains(body, secret) {
+			t.Errorf("the client got the endpoint's key: %s", body)
+		}
+	}
+	if strings.Contains(e.output.String(), secret) {
+		t.Error("the runner logged the endpoint's key")
+	}
+}
+
+// Misspelt or repeated fields at any level of the conf are errors naming
+// their path, as APISIX's own schemas (additionalProperties: false).
+func TestConfUnknownNestedFieldsRefused(t *testing.T) {
+	e := newEnv(t)
+	base := `"provider":"openai","auth":{"header":{"Authorization":"Bearer x"}}`
+	for i, c := range []struct{ conf, param string }{
+		{`{` + base + `,"override":{"endpont":"https://evil.example/v1/chat/completions"}}`, "override.endpont"},
+		{`{"provider":"vertex-ai","auth":{"gcp":{"service_acount_json":"{}"}},"provider_conf":{"project_id":"p","region":"us-central1"}}`, "auth.gcp.service_acount_json"},
+		{`{"provider":"openai","auth":{"headers":{"Authorization":"Bearer x"}}}`, "auth.headers"},
+		{`{` + base + `,"logging":{"payload":true}}`, "logging.payload"},
+		{`{"provider":"vertex-ai","auth":{"gcp":{}},"provider_conf":{"projectid":"p","region":"us-central1"}}`, "provider_conf.projectid"},
+		{`{` + base + `,"provider":"deepseek"}`, "provider"},
+		{`{"provider":"openai","auth":{"header":{"Authorization":"Bearer x","Authorization":"Bearer y"}}}`, "auth.header.Authorization"},
+		{`{` + base + `,"options":{"model":"a","model":"b"}}`, "options.model"},
+	} {
+		uri := fmt.Sprintf("/typo%d", i)
+		e.admin(t, "PUT", "/apisix/admin/routes", routeWithConf(t, uri, c.conf))
+		resp := e.post(t, uri, seedMathBody)
+		body := readAll(t, resp)
+		if resp.StatusCode != 500 || gjson.Get(body, "error.code").String() != "invalid_conf" || gjson.Get(body, "error.param").String() != c.param {
+			t.Errorf("%s: %d %s", c.conf, resp.StatusCode, body)
+		}
+	}
+}
+
+// routeWithConf is a stock-APISIX route whose ext-plugin conf value is the
+// given ai-proxy JSON text, kept byte for byte (duplicates included).
+func routeWithConf(t *testing.T, uri, conf string) string {
+	t.Helper()
+	value := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(conf)
+	return `{"id":"` + strings.Trim(uri, "/") + `","uri":"` + uri + `","methods":["GET","POST"],"plugins":{"ext-plugin-pre-req":{"conf":[{"name":"ai-proxy","value":"` + value + `"}]}},"upstream_id":"ai-proxy-relay"}`
+}
+
+// Values that end up in a host or a header are checked when the conf is
+// read, not found wanting on every request.
+func TestConfHostAndHeaderValuesChecked(t *testing.T) {
+	e := newEnv(t)
+	for i, c := range []struct{ conf, param string }{
+		{`{"provider":"vertex-ai","auth":{"gcp":{}},"provider_conf":{"project_id":"p","region":"127.0.0.1:29443/steal#"}}`, "provider_conf.region"},
+		{`{"provider":"vertex-ai","auth":{"gcp":{}},"provider_conf":{"project_id":"p/../x","region":"us-central1"}}`, "provider_conf.project_id"},
+		{`{"provider":"openai","auth":{"header":{"Host":"evil.example"}}}`, "auth.header.Host"},
+		{`{"provider":"openai","auth":{"header":{"Content-Length":"0"}}}`, "auth.header.Content-Length"},
+		{`{"provider":"openai","auth":{"header":{"Bad Name":"x"}}}`, "auth.header.Bad Name"},
+		{`{"provider":"openai","auth":{"header":{"Authorization":"Bearer \u0000x"}}}`, "auth.header.Authorization"},
+	} {
+		uri := fmt.Sprintf("/value%d", i)
+		e.admin(t, "PUT", "/apisix/admin/routes", routeWithConf(t, uri, c.conf))
+		resp := e.post(t, uri, seedMathBody)
+		body := readAll(t, resp)
+		if resp.StatusCode != 500 || gjson.Get(body, "error.param").String() != c.param {
+			t.Errorf("%s: %d %s", c.conf, resp.StatusCode, body)
+		}
+	}
+}
+
+// One embeddings request cannot fan out into thousands of :predict calls.
+func TestVertexEmbeddingsInputsBounded(t *testing.T) {
+	e := newEnv(t)
+	e.vertexRoute(t, "vertex-ai-embeddings", nil)
+	inputs := make([]string, 251)
+	for i := range inputs {
+		inputs[i] = fmt.Sprintf("%q", fmt.Sprint("text ", i))
+	}
+	resp := e.post(t, "/embeddings", `{"input":[`+strings.Join(inputs, ",")+`]}`)
+	body := readAll(t, resp)
+	if resp.StatusCode != 400 || !strings.Contains(body, "at most 250 inputs") {
+		t.Errorf("%d %s", resp.StatusCode, body)
+	}
+	if n := e.fakes[vertexHost].Count(); n != 0 {
+		t.Errorf("vertex got %d calls", n)
+	}
+}
+
+// Headers that pick who is billed under the route's key never pass; a
+// route that needs one sets it in auth.header.
+func TestBillingHeadersDropped(t *testing.T) {
+	e := newEnv(t)
+	e.putRoute(t, "openai")
+	resp := e.post(t, "/anything", seedMathBody, "OpenAI-Organization", "org-client", "OpenAI-Project", "proj-client", "X-Goog-User-Project", "gp")
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, readAll(t, resp))
+	}
+	got := e.lastRequest(t, openAIHost)
+	for _, h := range []string{"OpenAI-Organization", "OpenAI-Project", "X-Goog-User-Project"} {
+		if v := got.Header.Get(h); v != "" {
+			t.Errorf("provider got %s: %s", h, v)
+		}
+	}
+}
+
+// Only POST is relayed: anything else gets 405 and reaches no provider.
+func TestRelayOnlyPost(t *testing.T) {
+	e := newEnv(t)
+	e.admin(t, "PUT", "/apisix/admin/routes", routeWithConf(t, "/anymethod", `{"provider":"openai","auth":{"header":{"Authorization":"Bearer `+openAIKey+`"}}}`))
+	req, _ := http.NewRequest("GET", e.data.URL+"/anymethod", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" || gjson.GetBytes(body, "error.code").String() != "method_not_allowed" {
+		t.Errorf("%d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	if n := e.fakes[openAIHost].Count(); n != 0 {
+		t.Errorf("provider got %d requests", n)
+	}
+}
+
+// Metric labels never carry the client's model: 300 requests with distinct
+// models on a route whose provider fails make one series.
+func TestMetricLabelsNotChosenByClients(t *testing.T) {
+	addr := freeAddr(t)
+	e := newEnv(t, withArgs("--metrics-addr", addr))
+	e.putRoute(t, "openai")
+	for i := range 300 {
+		e.fakes[openAIHost].Script(fakes.Reply{Status: 429, Header: http.Header{"Content-Type": {"application/json"}}, Body: `{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}`})
+		resp := e.post(t, "/anything", fmt.Sprintf(`{"model":"client-model-%d","messages":[{"role":"user","content":"hi"}]}`, i))
+		readAll(t, resp)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(b), "client-model") {
+		t.Error("a client's model became a metric label")
+	}
+	if !strings.Contains(string(b), `ai_proxy_requests_total{model="gpt-4",provider="openai",status="429"} 300`) {
+		t.Errorf("no series for the route's model: %s", grepLines(string(b), "ai_proxy_requests_total"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
