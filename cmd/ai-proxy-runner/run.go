@@ -214,6 +214,7 @@ func serve(s settings) error {
 	if err != nil {
 		return err
 	}
+	gate.master = masterPID(sock)
 	gateLn, ours, err := listenSocket(sock)
 	if err != nil {
 		return fmt.Errorf("cannot listen on socket %s: %w", sock, err)

@@ -9,8 +9,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	aerr "github.com/api7/ext-plugin-proto/go/A6/Err"
@@ -50,7 +53,9 @@ type tokenGate struct {
 	draining atomic.Bool
 	// send passes an idle APISIX connection to the successor (set by
 	// handOver); nil = close it instead.
-	send func(*net.UnixConn) error
+	send    func(*net.UnixConn) error
+	master  int          // nginx's master pid, 0 when unknown
+	refused atomic.Int64 // connections refused by fromAPISIX
 	// spare holds idle connections to the library. The library stops
 	// accepting at SIGTERM, but on reload this runner must serve new APISIX
 	// connections until its successor is up.
@@ -112,6 +117,10 @@ func (g *tokenGate) serve(ln net.Listener) {
 		if err != nil {
 			return
 		}
+		if !g.fromAPISIX(c) {
+			c.Close()
+			continue
+		}
 		st := new(connState)
 		if !g.track(c, st) {
 			c.Close()
@@ -119,6 +128,60 @@ func (g *tokenGate) serve(ln net.Listener) {
 		}
 		go g.handle(c, st)
 	}
+}
+
+// fromAPISIX says whether the peer of c is APISIX: a process of this
+// runner's own user (nginx's master and privileged agent, and workers when
+// APISIX runs unprivileged), or a child of the nginx master (the workers,
+// which run as nobody when APISIX starts as root). The socket must be
+// connectable by the workers, so its mode cannot keep other local users
+// out; this check does. Anyone else could get tickets for every route and
+// spend their keys through the relay.
+func (g *tokenGate) fromAPISIX(c net.Conn) bool {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return false
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *syscall.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return false
+	}
+	if int(cred.Uid) == os.Getuid() {
+		return true
+	}
+	if g.master > 0 && parentOf(int(cred.Pid)) == g.master {
+		return true
+	}
+	if g.refused.Add(1) <= 10 {
+		fmt.Fprintf(os.Stderr, "ai-proxy-runner: refused a connection on APISIX's socket from pid %d (uid %d): not an APISIX process\n", cred.Pid, cred.Uid)
+	}
+	return false
+}
+
+// parentOf reads a process's parent pid; 0 when unknown.
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // connState says whether a connection is in the middle of an RPC; the lock

@@ -90,6 +90,7 @@ type lane struct {
 type laneOptions struct {
 	workers int
 	env     []string
+	user    uint32
 }
 
 func newLane(t *testing.T, opts ...func(*laneOptions)) *lane {
@@ -139,6 +140,9 @@ func newLane(t *testing.T, opts ...func(*laneOptions)) *lane {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	_ = os.Chmod(dir, 0o755)
+	if o.user != 0 {
+		_ = os.Chown(dir, int(o.user), int(o.user)) // the runner writes its call log here
+	}
 	caFile := filepath.Join(dir, "ca.pem")
 	if err := proxy.WriteCA(caFile); err != nil {
 		t.Fatal(err)
@@ -162,6 +166,7 @@ func newLane(t *testing.T, opts ...func(*laneOptions)) *lane {
 		RunnerBin:  runnerBin,
 		Env:        env,
 		Workers:    o.workers,
+		User:       o.user,
 		Logf:       t.Logf,
 	})
 	if err != nil {

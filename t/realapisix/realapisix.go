@@ -88,7 +88,10 @@ type Options struct {
 	// Ports: zero picks free ones.
 	DataPort, AdminPort int
 	AdminKey            string // default: a random one
-	Logf                func(format string, args ...any)
+	// User runs APISIX (and so the runner) as this uid and its group, as a
+	// deployment that does not start APISIX as root; 0 = this process's user.
+	User uint32
+	Logf func(format string, args ...any)
 }
 
 // Instance is one running etcd + APISIX.
@@ -170,6 +173,11 @@ func Start(o Options) (inst *Instance, err error) {
 	i.Config = cfg
 	if err := os.WriteFile(filepath.Join(i.Home, "conf", "config.yaml"), cfg, 0o644); err != nil {
 		return nil, err
+	}
+	if o.User != 0 {
+		if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", o.User, o.User), i.Home).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("chown %s: %v %s", i.Home, err, out)
+		}
 	}
 	i.DataURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	i.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
@@ -349,6 +357,9 @@ func (i *Instance) cli(args ...string) ([]byte, error) {
 	cmd := exec.Command(filepath.Join(i.Home, "bin", "apisix"), args...)
 	cmd.Dir = i.Home
 	cmd.Env = i.env
+	if i.opts.User != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: i.opts.User, Gid: i.opts.User}}
+	}
 	return cmd.CombinedOutput()
 }
 
