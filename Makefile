@@ -36,6 +36,7 @@ fuzz: ## longer fuzzing: conf parser, SSE reader, embeddings converter
 	$(GO) test -run '^$$' -fuzz FuzzParseConf -fuzztime 60s ./plugins/aiproxy
 	$(GO) test -run '^$$' -fuzz FuzzEventReader -fuzztime 60s ./providers
 	$(GO) test -run '^$$' -fuzz FuzzPredictToOpenAI -fuzztime 60s ./providers
+	$(GO) test -run '^$$' -fuzz FuzzApplyOptions -fuzztime 60s ./providers
 
 clean: ## remove build output
 	rm -rf bin

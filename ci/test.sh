@@ -10,6 +10,7 @@ go test -race -count=1 -timeout 10m $(go list ./... | grep -v /t/realapisix)
 go test -run '^$' -fuzz '^FuzzParseConf$' -fuzztime 3s ./plugins/aiproxy
 go test -run '^$' -fuzz '^FuzzEventReader$' -fuzztime 3s ./providers
 go test -run '^$' -fuzz '^FuzzPredictToOpenAI$' -fuzztime 3s ./providers
+go test -run '^$' -fuzz '^FuzzApplyOptions$' -fuzztime 3s ./providers
 
 # The real-APISIX lane: stock APISIX started as users start it (etcd,
 # `apisix start`, routes through the Admin API), once per install.

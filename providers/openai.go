@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -171,9 +172,9 @@ func (p *openAI) Prepare(body []byte) (*Outbound, error) {
 func (p *openAI) api(body []byte) (API, error) {
 	var api API
 	switch {
-	case gjson.GetBytes(body, "messages").Exists():
+	case gjson.Get(view(body), "messages").Exists():
 		api = Chat
-	case gjson.GetBytes(body, "input").Exists():
+	case gjson.Get(view(body), "input").Exists():
 		api = Embeddings
 	default:
 		return "", badRequest("unsupported_api", `request body has neither "messages" (chat completions) nor "input" (embeddings)`)
@@ -191,7 +192,7 @@ func checkObject(body []byte) error {
 	if !gjson.ValidBytes(body) {
 		return badRequest("invalid_body", "request body must be a JSON object")
 	}
-	root := gjson.ParseBytes(body)
+	root := gjson.Parse(view(body))
 	if !root.IsObject() {
 		return badRequest("invalid_body", "request body must be a JSON object")
 	}
@@ -234,41 +235,70 @@ func clipKey(k string) string {
 	return k
 }
 
-// applyOptions overwrites top-level body fields with the conf options. sjson
-// patches the bytes, so the client's other fields stay as they were sent.
+// applyOptions overwrites top-level body fields with the conf options in
+// one pass: the client's other bytes are copied as sent, each option's value
+// replaces the client's (keys are unique: checkObject), and options the
+// client did not send are appended. One allocation of the body's size.
 func applyOptions(body []byte, options []Option) ([]byte, error) {
-	out := body
-	copied := false
-	for _, o := range options {
-		if !copied {
-			// sjson may append into spare capacity of its input; never let it
-			// touch the caller's buffer.
-			out = append([]byte(nil), body...)
-			copied = true
+	if len(options) == 0 {
+		return body, nil
+	}
+	src := view(body)
+	root := gjson.Parse(src)
+	if !root.IsObject() {
+		return nil, badRequest("invalid_body", "request body must be a JSON object")
+	}
+	type replace struct {
+		start, end int
+		raw        []byte
+	}
+	var spans []replace
+	seen := make([]bool, len(options))
+	grow, fields := 0, 0
+	root.ForEach(func(k, v gjson.Result) bool {
+		fields++
+		name := k.String()
+		for i, o := range options {
+			if !seen[i] && o.Key == name {
+				start := offsetIn(src, v.Raw)
+				spans = append(spans, replace{start, start + len(v.Raw), o.Raw})
+				seen[i] = true
+				grow += len(o.Raw) - len(v.Raw)
+				break
+			}
 		}
-		var err error
-		out, err = sjson.SetRawBytes(out, escapeKey(o.Key), o.Raw)
-		if err != nil {
-			return nil, badRequest("invalid_body", "cannot apply option %q: %v", o.Key, err)
+		return true
+	})
+	var added []Option
+	for i, o := range options {
+		if !seen[i] {
+			added = append(added, o)
+			grow += len(o.Key)*2 + 4 + len(o.Raw) // "key": value, (escapes grow it further)
 		}
 	}
-	return out, nil
-}
-
-// escapeKey makes a conf option name a literal sjson path: options are
-// top-level fields, so "a.b" names the field "a.b", not a nested one.
-func escapeKey(k string) string {
-	if !strings.ContainsAny(k, `.*?|#@\!=<>%`) {
-		return k
+	out := make([]byte, 0, len(body)+grow)
+	at := 0
+	for _, r := range spans {
+		out = append(out, src[at:r.start]...)
+		out = append(out, r.raw...)
+		at = r.end
 	}
-	var b strings.Builder
-	for _, r := range k {
-		if strings.ContainsRune(`.*?|#@\!=<>%`, r) {
-			b.WriteByte('\\')
+	if len(added) == 0 {
+		return append(out, src[at:]...), nil
+	}
+	// Insert the new fields before the object's closing brace.
+	end := strings.LastIndexByte(src, '}') // a valid object ends with it, whitespace aside
+	out = append(out, src[at:end]...)
+	for i, o := range added {
+		if i > 0 || fields > 0 {
+			out = append(out, ',')
 		}
-		b.WriteRune(r)
+		key, _ := json.Marshal(o.Key)
+		out = append(out, key...)
+		out = append(out, ':')
+		out = append(out, o.Raw...)
 	}
-	return b.String()
+	return append(out, src[end:]...), nil
 }
 
 func (p *openAI) Authorize(_ context.Context, req *http.Request) error {

@@ -51,6 +51,6 @@ func IsUsageOnly(payload []byte) bool {
 	if !gjson.GetBytes(payload, "usage").IsObject() {
 		return false
 	}
-	c := gjson.GetBytes(payload, "choices")
+	c := gjson.Get(view(payload), "choices")
 	return c.IsArray() && len(c.Array()) == 0
 }

@@ -172,7 +172,7 @@ func (v *vertex) Prepare(body []byte) (*Outbound, error) {
 	if err := checkObject(body); err != nil {
 		return nil, err
 	}
-	if gjson.GetBytes(body, "input").Exists() && !gjson.GetBytes(body, "messages").Exists() {
+	if gjson.Get(view(body), "input").Exists() && !gjson.Get(view(body), "messages").Exists() {
 		return v.prepareEmbeddings(body)
 	}
 	return v.openAI.Prepare(body)

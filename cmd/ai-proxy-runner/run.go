@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -38,6 +39,8 @@ func run(args []string) int {
 	accessLog := fs.String("access-log", envOr("AI_PROXY_ACCESS_LOG", ""), "file for one JSON line per LLM call (env AI_PROXY_ACCESS_LOG); empty = stdout; reopened on SIGHUP")
 	metricsAddr := fs.String("metrics-addr", envOr("AI_PROXY_METRICS_ADDR", ""), "address for GET /metrics (Prometheus) (env AI_PROXY_METRICS_ADDR); empty = off; keep it private")
 	pprofAddr := fs.String("pprof-addr", "", "loopback address for /debug/pprof/ (profiles); empty = off")
+	bodyBudget := fs.Int64("max-body-bytes-in-flight", 256<<20, "request bytes all calls may hold at once; beyond, 503 runner_busy (0 = unbounded)")
+	memLimit := fs.Int64("memory-limit", 1<<30, "soft memory limit of the Go runtime in bytes (GOMEMLIMIT wins when set; 0 = none)")
 	bindWait := fs.Duration("relay-bind-wait", 5*time.Second, "how long to retry a relay address still held by a previous runner that did not hand it over")
 	reloadWait := fs.Duration("reload-wait", 5*time.Second, "on SIGTERM while nginx runs on (apisix reload, or APISIX respawning a killed runner), how long to serve on until the next runner takes over")
 	foreground := fs.Bool("foreground", false, "serve in this process instead of a child that outlives APISIX's SIGKILL (supervise.go)")
@@ -48,7 +51,10 @@ func run(args []string) int {
 	if !*foreground && os.Getenv(childEnv) == "" {
 		return supervise(append([]string{"run"}, args...))
 	}
-	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *pprofAddr, *grace, *bindWait, *reloadWait}); err != nil {
+	if *memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(*memLimit)
+	}
+	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *pprofAddr, *bodyBudget, *grace, *bindWait, *reloadWait}); err != nil {
 		fmt.Fprintln(os.Stderr, "ai-proxy-runner:", err)
 		return 1
 	}
@@ -57,6 +63,7 @@ func run(args []string) int {
 
 type settings struct {
 	relayAddr, levelName, accessLog, metricsAddr, pprofAddr string
+	bodyBudget                                              int64
 	grace, bindWait, reloadWait                             time.Duration
 }
 
@@ -131,7 +138,7 @@ func serve(s settings) error {
 	// runner's output into its error.log, so keep it at the chosen level
 	// from the first line.
 	runnerlog.NewLogger(level, stdout)
-	opts := aiproxy.Options{Log: log, Calls: calls}
+	opts := aiproxy.Options{Log: log, Calls: calls, MaxBodyBytesInFlight: s.bodyBudget}
 	if s.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

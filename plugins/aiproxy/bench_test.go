@@ -119,3 +119,10 @@ func BenchmarkFilterHotPath(b *testing.B) {
 		_ = p.tickets.mint(c.ID)
 	}
 }
+
+// BenchmarkRelayRequest8MB shows the memory one large request costs: B/op
+// of the relay column divided by the 8 MiB body is the runner's copies of
+// it (the read body, the options patch, the client side of this harness).
+func BenchmarkRelayRequest8MB(b *testing.B) {
+	benchPair(b, chatAnswer(1<<10), 0, `{"messages":[{"role":"user","content":"`+strings.Repeat("a", 8<<20)+`"}]}`)
+}

@@ -21,7 +21,9 @@ const (
 	defaultTimeout          = 30 * time.Second
 	defaultKeepaliveTimeout = 60 * time.Second
 	defaultKeepalivePool    = 30
-	defaultMaxReqBody       = 64 << 20
+	// 16 MiB holds a chat with several base64 images; a route that needs
+	// more says so in max_req_body_size.
+	defaultMaxReqBody = 16 << 20
 	// bufferedResponseCap bounds answers the relay must hold whole (non-stream
 	// bodies: their usage goes into response headers) when the conf sets no
 	// max_response_bytes.

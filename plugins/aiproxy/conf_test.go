@@ -67,7 +67,7 @@ func TestParseConfDefaults(t *testing.T) {
 		t.Fatal(c.Err)
 	}
 	if c.Timeout != 30*time.Second || !c.Keepalive || c.KeepaliveTimeout != time.Minute ||
-		c.KeepalivePool != 30 || !c.SSLVerify || c.MaxReqBodySize != 64<<20 || c.LogPayloads {
+		c.KeepalivePool != 30 || !c.SSLVerify || c.MaxReqBodySize != 16<<20 || c.LogPayloads {
 		t.Fatalf("defaults: %+v", c)
 	}
 }

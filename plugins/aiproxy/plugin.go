@@ -29,6 +29,7 @@ type Plugin struct {
 	confs      *confRegistry
 	transports *transports
 	callIDs    *callIDs
+	bodies     byteBudget
 }
 
 // Options are the plugin's outputs.
@@ -39,6 +40,9 @@ type Options struct {
 	Calls *zap.Logger
 	// Metrics, when set, counts calls, tokens and latencies.
 	Metrics *Metrics
+	// MaxBodyBytesInFlight bounds the request bytes all calls hold at once
+	// (503 runner_busy beyond); 0 = unbounded.
+	MaxBodyBytesInFlight int64
 }
 
 // New makes the plugin.
@@ -57,6 +61,7 @@ func New(o Options) *Plugin {
 		confs:      newConfRegistry(ticketTTL),
 		transports: newTransports(),
 		callIDs:    newCallIDs(),
+		bodies:     byteBudget{limit: o.MaxBodyBytesInFlight},
 	}
 }
 

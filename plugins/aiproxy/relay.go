@@ -100,6 +100,21 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Bodies in flight share one budget, so many large requests at once
+	// are refused instead of taking the process's memory.
+	reserve := r.ContentLength
+	if reserve < 0 || reserve > c.conf.MaxReqBodySize {
+		// No length (nginx always sends one; this is a direct test client):
+		// reserve a share, the read is capped by max_req_body_size anyway.
+		reserve = min(c.conf.MaxReqBodySize, 1<<20)
+	}
+	if !p.bodies.take(reserve) {
+		w.Header().Set("Retry-After", "1")
+		c.fail(w, http.StatusServiceUnavailable, "runner_busy", "too many request bytes in flight in this runner; retry shortly")
+		return
+	}
+	defer p.bodies.give(reserve)
+
 	body, status, err := readBody(r, c.conf.MaxReqBodySize)
 	c.bytesIn = int64(len(body))
 	if err != nil {
@@ -140,7 +155,15 @@ func readBody(r *http.Request, limit int64) ([]byte, int, error) {
 	if r.ContentLength > limit {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body of %d bytes exceeds max_req_body_size %d", r.ContentLength, limit)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	var body []byte
+	var err error
+	if r.ContentLength > 0 {
+		// nginx sends the length: one exact allocation, no ReadAll growth.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+	}
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("reading request body: %w", err)
 	}
@@ -151,6 +174,29 @@ func readBody(r *http.Request, limit int64) ([]byte, int, error) {
 		return nil, http.StatusBadRequest, errors.New("request body is empty; send an OpenAI-style JSON body")
 	}
 	return body, 0, nil
+}
+
+// byteBudget bounds the request bytes all calls hold at once.
+type byteBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+func (b *byteBudget) take(n int64) bool {
+	if b.limit <= 0 {
+		return true
+	}
+	if b.used.Add(n) > b.limit && n < b.limit {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *byteBudget) give(n int64) {
+	if b.limit > 0 {
+		b.used.Add(-n)
+	}
 }
 
 // deadline cancels a call's upstream request when one of its limits passes,

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -210,4 +211,56 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Request bodies in flight share one budget: past it the runner answers 503
+// runner_busy with Retry-After instead of growing without bound, and
+// serves again once calls end.
+func TestBodyBytesInFlightBounded(t *testing.T) {
+	e := newEnv(t, withArgs("--max-body-bytes-in-flight", fmt.Sprint(20<<20)))
+	local := fakes.StartProvider(fakes.ProviderOptions{})
+	defer local.Close()
+	e.localRoute(t, "/big", local.URL+"/v1/chat/completions", "")
+	hold := make(chan struct{})
+	for range 2 {
+		local.Script(fakes.Reply{StallBeforeHeaders: hold, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: `{"id":"c","object":"chat.completion","model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`})
+	}
+	big := `{"messages":[{"role":"user","content":"` + strings.Repeat("a", 8<<20) + `"}]}`
+	type result struct {
+		status int
+		retry  string
+		body   string
+	}
+	results := make(chan result, 3)
+	for range 2 {
+		go func() {
+			resp, err := http.Post(e.data.URL+"/big", "application/json", strings.NewReader(big))
+			if err != nil {
+				results <- result{status: -1, body: err.Error()}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- result{resp.StatusCode, resp.Header.Get("Retry-After"), string(b)}
+		}()
+	}
+	// Both held at the provider: 16 MiB of the 20 MiB budget in use.
+	for local.Count() < 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp := e.post(t, "/big", big)
+	body := readAll(t, resp)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || gjson.Get(body, "error.code").String() != "runner_busy" {
+		t.Errorf("third body over the budget: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	close(hold)
+	for range 2 {
+		if r := <-results; r.status != 200 {
+			t.Errorf("held call: %d %s", r.status, r.body)
+		}
+	}
+	if resp := e.post(t, "/big", big); resp.StatusCode != 200 {
+		t.Errorf("after the held calls ended: %d %s", resp.StatusCode, readAll(t, resp))
+	}
 }
