@@ -18,19 +18,62 @@ var ErrEventTooLarge = fmt.Errorf("server-sent event larger than %d bytes", MaxE
 // EventReader splits a server-sent-event stream into whole events, so the
 // relay can forward each one as soon as it is complete and observe it.
 type EventReader struct {
+	cr    crReader
 	r     *bufio.Reader
 	event []byte
 }
 
 // NewEventReader reads events from r through a buffer of size bytes.
 func NewEventReader(r io.Reader, size int) *EventReader {
-	return &EventReader{r: bufio.NewReaderSize(r, size)}
+	e := &EventReader{}
+	e.cr.r = r
+	e.r = bufio.NewReaderSize(&e.cr, size)
+	return e
 }
 
 // Reset reuses the reader for another stream.
 func (e *EventReader) Reset(r io.Reader) {
-	e.r.Reset(r)
+	e.cr = crReader{r: r}
+	e.r.Reset(&e.cr)
 	e.event = e.event[:0]
+}
+
+// crReader turns the bare CRs that the SSE spec allows as line ends into
+// LFs, so events split on LF alone; CRLF passes unchanged. A CR that ends
+// one read becomes LF at once (the event must not wait for the next read),
+// and an LF that then starts the next read is dropped.
+type crReader struct {
+	r      io.Reader
+	skipLF bool
+}
+
+func (c *crReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n == 0 {
+		return n, err
+	}
+	if c.skipLF {
+		c.skipLF = false
+		if p[0] == '\n' {
+			copy(p, p[1:n])
+			n--
+		}
+	}
+	for i := bytes.IndexByte(p[:n], '\r'); i >= 0 && i < n; {
+		switch {
+		case i == n-1:
+			p[i] = '\n'
+			c.skipLF = true
+		case p[i+1] != '\n':
+			p[i] = '\n'
+		}
+		j := bytes.IndexByte(p[i+1:n], '\r')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return n, err
 }
 
 // Next returns the raw bytes of the next event: its lines up to and including

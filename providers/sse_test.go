@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func readAll(t *testing.T, stream string, size int) (events []string, last error) {
@@ -129,5 +130,29 @@ func TestIsUsageOnlyPlainChunkAllocatesNothing(t *testing.T) {
 	chunk := []byte(`{"id":"c","model":"gpt-4-0613","choices":[{"index":0,"delta":{"content":"hi"}}]}`)
 	if n := testing.AllocsPerRun(100, func() { IsUsageOnly(chunk) }); n != 0 {
 		t.Fatalf("IsUsageOnly allocates %.0f times per plain chunk", n)
+	}
+}
+
+// Bare CR, LF and CRLF line ends all end lines, however the stream is cut.
+func TestEventReaderLineEnds(t *testing.T) {
+	in := "data: a\r\rdata: b\r\n\r\ndata: c\n\n: note\r\rdata: d\r\r"
+	for name, r := range map[string]io.Reader{
+		"whole":    strings.NewReader(in),
+		"one byte": iotest.OneByteReader(strings.NewReader(in)),
+	} {
+		er := NewEventReader(r, 16)
+		var got []string
+		for {
+			raw, err := er.Next()
+			if data, ok := EventData(raw); ok {
+				got = append(got, string(data))
+			}
+			if err != nil {
+				break
+			}
+		}
+		if strings.Join(got, ",") != "a,b,c,d" {
+			t.Errorf("%s: events %q", name, got)
+		}
 	}
 }

@@ -20,7 +20,11 @@ import (
 const (
 	defaultTimeout          = 30 * time.Second
 	defaultKeepaliveTimeout = 60 * time.Second
-	defaultKeepalivePool    = 30
+	// A stream silent this long has stalled (providers send keep-alive
+	// comments while they think); without it a stall is held until
+	// APISIX's upstream read timeout.
+	defaultStreamIdle    = 120 * time.Second
+	defaultKeepalivePool = 30
 	// 16 MiB holds a chat with several base64 images; a route that needs
 	// more says so in max_req_body_size.
 	defaultMaxReqBody = 16 << 20
@@ -43,6 +47,7 @@ type Conf struct {
 	MaxReqBodySize   int64
 	MaxResponseBytes int64         // 0 = streams unbounded, buffered answers capped at bufferedResponseCap
 	MaxStreamTime    time.Duration // 0 = unbounded
+	StreamIdle       time.Duration // longest silence between stream events; 0 = unbounded
 	Keepalive        bool
 	KeepaliveTimeout time.Duration
 	KeepalivePool    int
@@ -69,7 +74,7 @@ var knownFields = map[string]bool{
 	"provider_conf": true, "timeout": true, "keepalive": true,
 	"keepalive_timeout": true, "keepalive_pool": true, "ssl_verify": true,
 	"logging": true, "max_req_body_size": true, "max_response_bytes": true,
-	"max_stream_duration_ms": true,
+	"max_stream_duration_ms": true, "stream_idle_timeout_ms": true,
 }
 
 // nestedFields are the schema's inner objects and their fields; a nil set
@@ -219,6 +224,7 @@ func (c *Conf) parse(in []byte) *providers.ConfError {
 	c.MaxReqBodySize = int64(v.intOr("max_req_body_size", 1, defaultMaxReqBody))
 	c.MaxResponseBytes = int64(v.intOr("max_response_bytes", 0, 0))
 	c.MaxStreamTime = v.millis("max_stream_duration_ms", 0, 0)
+	c.StreamIdle = v.millis("stream_idle_timeout_ms", 0, defaultStreamIdle)
 	if v.err != nil {
 		return v.err
 	}

@@ -412,8 +412,11 @@ func (p *Plugin) failUpstream(w http.ResponseWriter, r *http.Request, c *call, d
 }
 
 func limitValue(conf *Conf, limit string) time.Duration {
-	if limit == "max_stream_duration_ms" {
+	switch limit {
+	case "max_stream_duration_ms":
 		return conf.MaxStreamTime
+	case "stream_idle_timeout_ms":
+		return conf.StreamIdle
 	}
 	return conf.Timeout
 }

@@ -29,9 +29,13 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 	rc := http.NewResponseController(w)
 	var pending []byte
 	started := false
+	var idle *time.Timer
 
 	for {
 		raw, err := er.Next()
+		if idle != nil {
+			idle.Reset(c.conf.StreamIdle)
+		}
 		if len(raw) > 0 {
 			data, hasData := providers.EventData(raw)
 			send := true
@@ -54,6 +58,9 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 				c.ttft = time.Since(sent)
 				p.startStream(w, c, resp)
 				started = true
+				if c.conf.StreamIdle > 0 {
+					idle = dl.after(c.conf.StreamIdle, "stream_idle_timeout_ms")
+				}
 				p.metrics.streamStarted()
 				defer p.metrics.streamEnded()
 				if !p.write(w, rc, c, pending) {

@@ -264,3 +264,102 @@ func TestBodyBytesInFlightBounded(t *testing.T) {
 		t.Errorf("after the held calls ended: %d %s", resp.StatusCode, readAll(t, resp))
 	}
 }
+
+// A stream that falls silent mid-way is ended after stream_idle_timeout_ms
+// (keep-alive comments count as life) and cancelled upstream, instead of
+// being held until APISIX's read timeout.
+func TestStreamIdleTimeout(t *testing.T) {
+	e := newEnv(t)
+	local := fakes.StartProvider(fakes.ProviderOptions{})
+	defer local.Close()
+	e.localRoute(t, "/idle", local.URL+"/v1/chat/completions", `,"stream_idle_timeout_ms":400`)
+	n := local.Count()
+	local.Script(fakes.Reply{Events: []string{chunk, chunk, "[DONE]"}, StallAfter: 1})
+	start := time.Now()
+	resp := e.post(t, "/idle", streamBody)
+	body, err := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "tok") || strings.Contains(string(body), "[DONE]") || err == nil {
+		t.Fatalf("%q %v", body, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the stalled stream was held %v", d)
+	}
+	if r, ok := local.WaitFinished(n, 5*time.Second); !ok || !r.Canceled {
+		t.Fatal("the stalled stream was not cancelled upstream")
+	}
+	if !e.waitCallLog(t, func(l gjson.Result) bool {
+		return l.Get("error_kind").String() == "stream_limit"
+	}) {
+		t.Error("no stream_limit line in the call log")
+	}
+}
+
+// Bare CR line endings (allowed by the SSE spec): each event still reaches
+// the client on its own, the usage is read, and the usage event the relay
+// asked for stays with the relay.
+func TestStreamBareCRLineEndings(t *testing.T) {
+	e := newEnv(t)
+	e.putRoute(t, "openai")
+	gate := make(chan struct{})
+	e.fakes[openAIHost].Script(fakes.Reply{
+		Header: http.Header{"Content-Type": {"text/event-stream"}},
+		Raw: []string{
+			"data: " + `{"id":"c","object":"chat.completion.chunk","model":"gpt-4-0613","choices":[{"index":0,"delta":{"role":"assistant","content":"2"}}]}` + "\r\r",
+			"data: " + `{"id":"c","object":"chat.completion.chunk","model":"gpt-4-0613","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\r\r" +
+				"data: " + `{"id":"c","object":"chat.completion.chunk","model":"gpt-4-0613","choices":[],"usage":{"prompt_tokens":4,"completion_tokens":1,"total_tokens":5}}` + "\r\r" +
+				"data: [DONE]\r\r",
+		},
+		Gate: gate,
+	})
+	resp := e.post(t, "/anything", streamBody)
+	br := newLineReader(resp.Body)
+	select {
+	case first := <-br:
+		if !strings.Contains(first, `"content":"2"`) {
+			t.Fatalf("first line %q", first)
+		}
+	case <-time.After(5 * time.Second):
+		close(gate)
+		t.Fatal("the first event did not arrive while the provider held the rest")
+	}
+	close(gate)
+	var rest strings.Builder
+	for l := range br {
+		rest.WriteString(l)
+	}
+	if !strings.Contains(rest.String(), "[DONE]") || strings.Contains(rest.String(), `"usage":{`) {
+		t.Errorf("rest %q", rest.String())
+	}
+	if !e.waitCallLog(t, func(l gjson.Result) bool { return l.Get("total_tokens").Int() == 5 && l.Get("stream").Bool() }) {
+		t.Error("the stream's usage was not read")
+	}
+}
+
+// newLineReader delivers an answer's lines as they arrive.
+func newLineReader(r io.Reader) <-chan string {
+	ch := make(chan string, 64)
+	go func() {
+		defer close(ch)
+		buf := make([]byte, 64<<10)
+		var line []byte
+		for {
+			n, err := r.Read(buf)
+			for _, b := range buf[:n] {
+				line = append(line, b)
+				if b == '\n' || b == '\r' {
+					if s := strings.TrimSpace(string(line)); s != "" {
+						ch <- string(line)
+					}
+					line = line[:0]
+				}
+			}
+			if err != nil {
+				if len(line) > 0 {
+					ch <- string(line)
+				}
+				return
+			}
+		}
+	}()
+	return ch
+}
