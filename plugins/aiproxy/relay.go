@@ -82,7 +82,7 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{start: time.Now(), id: p.callIDs.next()}
 	defer p.logCall(r, c)
 
-	id, err := p.tickets.verify(r.Header.Get(TicketHeader))
+	id, err := p.tickets.use(r.Header.Get(TicketHeader))
 	if err == nil {
 		if c.conf = p.confs.get(id); c.conf == nil {
 			err = errBadTicket

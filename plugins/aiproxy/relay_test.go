@@ -18,7 +18,8 @@ type relayFixture struct {
 	plugin   *Plugin
 	relay    *httptest.Server
 	upstream *httptest.Server
-	ticket   string
+	ticket   string // one ticket, for forgeries of it
+	conf     confID
 	got      chan *http.Request // what the upstream received, body read into gotBody
 	gotBody  chan string
 }
@@ -38,6 +39,7 @@ func newRelayFixture(t *testing.T, conf string, upstream http.HandlerFunc) *rela
 		t.Fatal(c.Err)
 	}
 	f.plugin.confs.put(c)
+	f.conf = c.ID
 	f.ticket = f.plugin.tickets.mint(c.ID)
 	f.relay = httptest.NewServer(f.plugin)
 	t.Cleanup(func() {
@@ -52,7 +54,7 @@ func (f *relayFixture) post(t *testing.T, body string, hdr map[string]string) *h
 	t.Helper()
 	req, _ := http.NewRequest("POST", f.relay.URL+"/anything", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(TicketHeader, f.ticket)
+	req.Header.Set(TicketHeader, f.fresh())
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
@@ -63,6 +65,9 @@ func (f *relayFixture) post(t *testing.T, body string, hdr map[string]string) *h
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp
 }
+
+// fresh mints a ticket for the fixture's conf: each is good once.
+func (f *relayFixture) fresh() string { return f.plugin.tickets.mint(f.conf) }
 
 func readBodyString(t *testing.T, r *http.Response) string {
 	t.Helper()
@@ -181,7 +186,7 @@ func TestRelayRefusals(t *testing.T) {
 			req.Header.Set("Content-Type", c.ctype)
 			switch c.ticket {
 			case "":
-				req.Header.Set(TicketHeader, f.ticket)
+				req.Header.Set(TicketHeader, f.fresh())
 			case "-":
 			default:
 				req.Header.Set(TicketHeader, c.ticket)

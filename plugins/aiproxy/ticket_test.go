@@ -48,9 +48,34 @@ func TestTickets(t *testing.T) {
 		}
 	}
 
+	// Each ticket is good for one call; verify does not use it up.
+	if _, err := tk.use(s); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	if _, err := tk.use(s); !errors.Is(err, errSpentTicket) {
+		t.Fatalf("replay: err = %v", err)
+	}
+	if s2 := tk.mint(id); s2 == s {
+		t.Fatal("two tickets for one conf in one second are the same")
+	}
+
 	now = now.Add(ticketTTL + time.Second)
 	if _, err := tk.verify(s); !errors.Is(err, errExpiredTicket) {
 		t.Fatalf("expired ticket: err = %v", err)
+	}
+}
+
+// The spent set forgets nothing younger than ticketTTL.
+func TestSpentSetKeepsATTL(t *testing.T) {
+	var s spentSet
+	now := time.Unix(1_800_000_000, 0)
+	if !s.add(1, now) {
+		t.Fatal("first add refused")
+	}
+	for _, d := range []time.Duration{time.Second, ticketTTL, ticketTTL + time.Second, 2 * ticketTTL} {
+		if s.add(1, now.Add(d)) {
+			t.Fatalf("serial 1 accepted again %v later", d)
+		}
 	}
 }
 
@@ -68,7 +93,7 @@ func TestTicketMACIsHMAC(t *testing.T) {
 		}
 		tk.ipad[i], tk.opad[i] = k^0x36, k^0x5c
 	}
-	payload := []byte("0123456789abcdef01234567")[:ticketPayloadLen]
+	payload := []byte("0123456789abcdef0123456789abcdef")[:ticketPayloadLen]
 	m := hmac.New(sha256.New, key[:])
 	m.Write(payload)
 	want := m.Sum(nil)[:ticketMACLen]

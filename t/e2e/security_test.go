@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -362,4 +364,52 @@ func newLineReader(r io.Reader) <-chan string {
 		}
 	}()
 	return ch
+}
+
+// A ticket is good for one call: replaying one that APISIX sent (as a local
+// process that saw it would) is refused, and nothing reaches a provider.
+func TestTicketReplayRefused(t *testing.T) {
+	e := newEnv(t)
+	var seen string
+	e.fakes[openAIHost].Script(fakes.Reply{Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: `{"id":"x","object":"chat.completion","model":"gpt-4-0613","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`})
+	e.putRoute(t, "openai")
+	// Capture the ticket on its way to the relay: a relay in front of the
+	// relay, as the upstream.
+	capture := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Get("X-AI-Proxy-Ticket")
+		body, _ := io.ReadAll(r.Body)
+		req, _ := http.NewRequest("POST", "http://"+e.relayAddr+r.URL.Path, bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	defer capture.Close()
+	e.admin(t, "PUT", "/apisix/admin/upstreams/ai-proxy-relay", fmt.Sprintf(`{"nodes":{%q:1},"type":"roundrobin"}`, strings.TrimPrefix(capture.URL, "http://")))
+	if resp := e.post(t, "/anything", seedMathBody); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, readAll(t, resp))
+	}
+	if seen == "" {
+		t.Fatal("no ticket seen")
+	}
+	req, _ := http.NewRequest("POST", "http://"+e.relayAddr+"/anything", strings.NewReader(seedMathBody))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-AI-Proxy-Ticket", seen)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(body), "already used") {
+		t.Errorf("replayed ticket: %d %s", resp.StatusCode, body)
+	}
+	if n := e.fakes[openAIHost].Count(); n != 1 {
+		t.Errorf("the provider got %d calls, want 1", n)
+	}
 }
