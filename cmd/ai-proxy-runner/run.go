@@ -39,6 +39,7 @@ func run(args []string) int {
 	accessLog := fs.String("access-log", envOr("AI_PROXY_ACCESS_LOG", ""), "file for one JSON line per LLM call (env AI_PROXY_ACCESS_LOG); empty = stdout; reopened on SIGHUP")
 	metricsAddr := fs.String("metrics-addr", envOr("AI_PROXY_METRICS_ADDR", ""), "address for GET /metrics (Prometheus) (env AI_PROXY_METRICS_ADDR); empty = off; keep it private")
 	pprofAddr := fs.String("pprof-addr", "", "loopback address for /debug/pprof/ (profiles); empty = off")
+	idleTimeout := fs.Duration("relay-idle-timeout", 2*time.Minute, "how long an idle APISIX connection to the relay stays open; keep it above APISIX's upstream keepalive (60 s)")
 	bodyBudget := fs.Int64("max-body-bytes-in-flight", 256<<20, "request bytes all calls may hold at once; beyond, 503 runner_busy (0 = unbounded)")
 	memLimit := fs.Int64("memory-limit", 1<<30, "soft memory limit of the Go runtime in bytes (GOMEMLIMIT wins when set; 0 = none)")
 	bindWait := fs.Duration("relay-bind-wait", 5*time.Second, "how long to retry a relay address still held by a previous runner that did not hand it over")
@@ -54,7 +55,7 @@ func run(args []string) int {
 	if *memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(*memLimit)
 	}
-	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *pprofAddr, *bodyBudget, *grace, *bindWait, *reloadWait}); err != nil {
+	if err := serve(settings{*relayAddr, *levelName, *accessLog, *metricsAddr, *pprofAddr, *bodyBudget, *grace, *bindWait, *reloadWait, *idleTimeout}); err != nil {
 		fmt.Fprintln(os.Stderr, "ai-proxy-runner:", err)
 		return 1
 	}
@@ -64,7 +65,7 @@ func run(args []string) int {
 type settings struct {
 	relayAddr, levelName, accessLog, metricsAddr, pprofAddr string
 	bodyBudget                                              int64
-	grace, bindWait, reloadWait                             time.Duration
+	grace, bindWait, reloadWait, idleTimeout                time.Duration
 }
 
 func serve(s settings) error {
@@ -175,7 +176,7 @@ func serve(s settings) error {
 			ReadTimeout: time.Minute,
 			// Above APISIX's upstream keepalive (60 s idle), so nginx closes
 			// idle connections first; nothing else keeps one open forever.
-			IdleTimeout: 2 * time.Minute,
+			IdleTimeout: s.idleTimeout,
 			ErrorLog:    zap.NewStdLog(log.Named("relay")),
 		}
 	}

@@ -251,6 +251,13 @@ func (p *Plugin) forward(w http.ResponseWriter, r *http.Request, c *call, out *p
 		return
 	}
 	defer resp.Body.Close()
+	// The relay asks for no encoding (it reads answers); one it did not ask
+	// for cannot be read or relayed as it claims to be.
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		dl.stop()
+		c.fail(w, http.StatusBadGateway, "upstream_invalid_response", fmt.Sprintf("%s answered with Content-Encoding %.32q, which the relay did not ask for", c.provider, ce))
+		return
+	}
 
 	if c.stream && out.Convert == nil && resp.StatusCode/100 == 2 && isEventStream(resp.Header) {
 		p.stream(w, r, c, dl, firstByte, resp, sent)

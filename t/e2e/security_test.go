@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -411,5 +413,49 @@ func TestTicketReplayRefused(t *testing.T) {
 	}
 	if n := e.fakes[openAIHost].Count(); n != 1 {
 		t.Errorf("the provider got %d calls, want 1", n)
+	}
+}
+
+// Idle connections to the relay are closed (--relay-idle-timeout), so no
+// one can hold hundreds open; the metrics listener serves no profiles.
+func TestRelayIdleConnectionsClosedAndNoPprof(t *testing.T) {
+	metrics := freeAddr(t)
+	e := newEnv(t, withArgs("--relay-idle-timeout", "500ms", "--metrics-addr", metrics))
+	c, err := net.Dial("tcp", e.relayAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /x HTTP/1.1\r\nHost: relay\r\nContent-Length: 2\r\n\r\n{}")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 403 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: %v after %v, want EOF", err, time.Since(start))
+	}
+	r, err := http.Get("http://" + metrics + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != 404 {
+		t.Errorf("pprof on the metrics listener: %d", r.StatusCode)
+	}
+}
+
+// An answer in an encoding the relay did not ask for is named as such.
+func TestUnrequestedContentEncoding(t *testing.T) {
+	e := newEnv(t)
+	e.putRoute(t, "openai")
+	e.fakes[openAIHost].Script(fakes.Reply{Header: http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}}, Body: "\x1f\x8b\x08\x00garbage"})
+	resp := e.post(t, "/anything", seedMathBody)
+	body := readAll(t, resp)
+	if resp.StatusCode != 502 || !strings.Contains(body, `Content-Encoding \"gzip\"`) {
+		t.Errorf("%d %s", resp.StatusCode, body)
 	}
 }
