@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // AccessLogFormat renders nginx_config.http.access_log_format the way nginx
@@ -36,6 +39,33 @@ var knownVars = map[string]bool{
 	"upstream_status": true, "upstream_addr": true, "upstream_header_time": true,
 	"upstream_response_time": true, "request_time": true, "body_bytes_sent": true,
 	"bytes_sent": true,
+}
+
+// LoadAccessLogFormat reads nginx_config.http.access_log_format from an
+// APISIX config.yaml (the project's conf/config.yaml).
+func LoadAccessLogFormat(path string) (*AccessLogFormat, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c struct {
+		NginxConfig struct {
+			HTTP struct {
+				Format string `yaml:"access_log_format"`
+			} `yaml:"http"`
+		} `yaml:"nginx_config"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if c.NginxConfig.HTTP.Format == "" {
+		return nil, fmt.Errorf("%s has no nginx_config.http.access_log_format", path)
+	}
+	f, err := ParseAccessLogFormat(c.NginxConfig.HTTP.Format)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
 }
 
 // ParseAccessLogFormat checks every variable of format.

@@ -26,6 +26,7 @@ import (
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/apisix"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/fakes"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/httpsproxy"
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/seeds"
 )
 
 // runnerBin is the binary under test, built once for the suite.
@@ -52,25 +53,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// Test credentials. The suite greps every log line the runner wrote for
-// them: none may appear.
+// Test credentials and provider hosts, shared with the real-APISIX lane.
 const (
-	openAIKey   = "sk-openai-e2e-secret"
-	deepSeekKey = "sk-deepseek-e2e-secret"
-	azureKey    = "az-e2e-secret"
-	geminiKey   = "AIza-gemini-e2e-secret"
+	openAIKey    = seeds.OpenAIKey
+	deepSeekKey  = seeds.DeepSeekKey
+	azureKey     = seeds.AzureKey
+	geminiKey    = seeds.GeminiKey
+	openAIHost   = seeds.OpenAIHost
+	deepSeekHost = seeds.DeepSeekHost
+	azureHost    = seeds.AzureHost
+	geminiHost   = seeds.GeminiHost
+	vertexHost   = seeds.VertexHost
 )
 
-var secrets = []string{openAIKey, deepSeekKey, azureKey, geminiKey}
-
-// Provider hosts the seed routes use, each served by its own fake.
-const (
-	openAIHost   = "api.openai.com"
-	deepSeekHost = "api.deepseek.com"
-	azureHost    = "api7-auzre-openai.openai.azure.com"
-	geminiHost   = "generativelanguage.googleapis.com"
-	vertexHost   = "us-central1-aiplatform.googleapis.com"
-)
+var secrets = seeds.Secrets
 
 // env is one APISIX (the double) with its runner, and the fake providers.
 type env struct {
@@ -217,24 +213,10 @@ func (e *env) admin(t *testing.T, method, path, body string) {
 // place of its $VARIABLES, and PUTs it through the admin API.
 func (e *env) putRoute(t *testing.T, name string, edit ...func(string) string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("../../conf/routes", name+".json"))
+	route, err := seeds.Route("../..", name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	route := os.Expand(string(b), func(v string) string {
-		switch v {
-		case "OPENAI_API_KEY":
-			return openAIKey
-		case "DEEPSEEK_API_KEY":
-			return deepSeekKey
-		case "AZ_OPENAI_API_KEY":
-			return azureKey
-		case "GEMINI_API_KEY":
-			return geminiKey
-		}
-		t.Fatalf("route %s uses unknown variable $%s", name, v)
-		return ""
-	})
 	for _, f := range edit {
 		route = f(route)
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
-	"gopkg.in/yaml.v3"
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/apisix"
 )
@@ -170,10 +169,9 @@ func TestAccessLogFormatOfConfig(t *testing.T) {
 	if _, err := apisix.ParseAccessLogFormat(`{"route":"$route_id"}`); err == nil || !strings.Contains(err.Error(), `unknown "route_id" variable`) {
 		t.Errorf("a format with $route_id: %v", err)
 	}
-	format := configAccessLogFormat(t)
-	f, err := apisix.ParseAccessLogFormat(format)
+	f, err := apisix.LoadAccessLogFormat("../../conf/config.yaml")
 	if err != nil {
-		t.Fatalf("conf/config.yaml: %v", err)
+		t.Fatal(err)
 	}
 	e := newEnv(t)
 	e.putRoute(t, "openai")
@@ -194,26 +192,4 @@ func TestAccessLogFormatOfConfig(t *testing.T) {
 			t.Errorf("%s = %q, want %q (%s)", k, got[k], v, line)
 		}
 	}
-}
-
-func configAccessLogFormat(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile("../../conf/config.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c struct {
-		NginxConfig struct {
-			HTTP struct {
-				Format string `yaml:"access_log_format"`
-			} `yaml:"http"`
-		} `yaml:"nginx_config"`
-	}
-	if err := yaml.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	if c.NginxConfig.HTTP.Format == "" {
-		t.Fatal("conf/config.yaml has no access_log_format")
-	}
-	return c.NginxConfig.HTTP.Format
 }

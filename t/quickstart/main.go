@@ -24,8 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/apisix"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/fakes"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/realapisix"
@@ -109,7 +107,7 @@ func run() error {
 		return err
 	}
 
-	format, err := configFormat()
+	format, err := apisix.LoadAccessLogFormat("conf/config.yaml")
 	if err != nil {
 		return err
 	}
@@ -264,25 +262,6 @@ func withAccessLog(gw *apisix.Gateway, format *apisix.AccessLogFormat) http.Hand
 		}
 		fmt.Printf("access | %s\n", format.Line(log[len(log)-1]))
 	})
-}
-
-// configFormat reads access_log_format from conf/config.yaml.
-func configFormat() (*apisix.AccessLogFormat, error) {
-	b, err := os.ReadFile("conf/config.yaml")
-	if err != nil {
-		return nil, err
-	}
-	var c struct {
-		NginxConfig struct {
-			HTTP struct {
-				Format string `yaml:"access_log_format"`
-			} `yaml:"http"`
-		} `yaml:"nginx_config"`
-	}
-	if err := yaml.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("conf/config.yaml: %w", err)
-	}
-	return apisix.ParseAccessLogFormat(c.NginxConfig.HTTP.Format)
 }
 
 // prefixWriter labels the runner's output lines.

@@ -17,6 +17,7 @@ import (
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/fakes"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/httpsproxy"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/realapisix"
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/seeds"
 )
 
 // The lane runs on the APISIX at APISIX_HOME (default /usr/local/apisix).
@@ -56,24 +57,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// Test credentials; none may reach a log line.
+// Test credentials and provider hosts, shared with the double's lane.
 const (
-	openAIKey   = "sk-openai-lane-secret"
-	deepSeekKey = "sk-deepseek-lane-secret"
-	azureKey    = "az-lane-secret"
-	geminiKey   = "AIza-gemini-lane-secret"
-	localKey    = "sk-local-lane-secret"
+	openAIKey    = seeds.OpenAIKey
+	deepSeekKey  = seeds.DeepSeekKey
+	azureKey     = seeds.AzureKey
+	geminiKey    = seeds.GeminiKey
+	localKey     = seeds.LocalKey
+	openAIHost   = seeds.OpenAIHost
+	deepSeekHost = seeds.DeepSeekHost
+	azureHost    = seeds.AzureHost
+	geminiHost   = seeds.GeminiHost
+	vertexHost   = seeds.VertexHost
 )
 
-var secrets = []string{openAIKey, deepSeekKey, azureKey, geminiKey, localKey}
-
-const (
-	openAIHost   = "api.openai.com"
-	deepSeekHost = "api.deepseek.com"
-	azureHost    = "api7-auzre-openai.openai.azure.com"
-	geminiHost   = "generativelanguage.googleapis.com"
-	vertexHost   = "us-central1-aiplatform.googleapis.com"
-)
+var secrets = seeds.Secrets
 
 // lane is one real APISIX with the runner, the fake providers behind the
 // test HTTPS proxy, and a fake local OpenAI-compatible server.
@@ -221,26 +219,10 @@ func (l *lane) putUpstream(t *testing.T) {
 // in place of its $VARIABLES, then waits until every worker serves it.
 func (l *lane) putRoute(t *testing.T, name string, edit ...func(string) string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("../../conf/routes", name+".json"))
+	route, err := seeds.Route("../..", name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	route := os.Expand(string(b), func(v string) string {
-		switch v {
-		case "OPENAI_API_KEY":
-			return openAIKey
-		case "DEEPSEEK_API_KEY":
-			return deepSeekKey
-		case "AZ_OPENAI_API_KEY":
-			return azureKey
-		case "GEMINI_API_KEY":
-			return geminiKey
-		case "LOCAL_LLM_API_KEY":
-			return localKey
-		}
-		t.Fatalf("route %s uses unknown variable $%s", name, v)
-		return ""
-	})
 	for _, f := range edit {
 		route = f(route)
 	}

@@ -1,7 +1,6 @@
 package realapisix_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,148 +13,39 @@ import (
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/fakes"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/realapisix"
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/seeds"
 )
 
 const seedMathBody = `{"messages":[{"role":"system","content":"You are a mathematician"},{"role":"user","content":"What is 1+1?"}]}`
-
-// sameJSON compares two JSON texts by value.
-func sameJSON(t *testing.T, got []byte, want string) bool {
-	t.Helper()
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Errorf("not JSON: %s", got)
-		return false
-	}
-	if err := json.Unmarshal([]byte(want), &w); err != nil {
-		t.Fatalf("bad expectation %s", want)
-	}
-	gb, _ := json.Marshal(g)
-	wb, _ := json.Marshal(w)
-	return string(gb) == string(wb)
-}
 
 // Every seed example on real APISIX: what the provider received (host,
 // path, credentials, body), what the client got back, and the access-log
 // line nginx wrote with the format of conf/config.yaml.
 func TestSeedExamples(t *testing.T) {
 	l := newLane(t)
-	tests := []struct {
-		name     string
-		route    string // conf/routes/<route>.json
-		path     string
-		body     string
-		host     string // the fake that must receive it ("" = the local one)
-		wantPath string
-		wantHdr  [2]string
-		wantBody string
-		check    func(t *testing.T, body string)
-	}{
-		{
-			name: "openai chat", route: "openai", path: "/anything", body: seedMathBody,
-			host: openAIHost, wantPath: "/v1/chat/completions", wantHdr: [2]string{"Authorization", "Bearer " + openAIKey},
-			wantBody: `{"messages":[{"role":"system","content":"You are a mathematician"},{"role":"user","content":"What is 1+1?"}],"model":"gpt-4"}`,
-			check: func(t *testing.T, body string) {
-				if gjson.Get(body, "model").String() != "gpt-4-0613" || gjson.Get(body, "choices.0.message.content").String() != "1+1 equals 2." {
-					t.Errorf("client got %s", body)
-				}
-			},
+	tests := append([]seeds.Example(nil), seeds.Examples...)
+	tests = append(tests, seeds.Example{
+		Name: "openai-compatible local model", Route: "openai-compatible", Path: "/local/v1/chat/completions", Body: seedMathBody,
+		WantPath: "/v1/chat/completions", WantHeader: [2]string{"Authorization", "Bearer " + localKey},
+		WantBody: `{"messages":[{"role":"system","content":"You are a mathematician"},{"role":"user","content":"What is 1+1?"}],"model":"qwen2.5:7b"}`,
+		Check: func(b string) string {
+			if gjson.Get(b, "choices.0.message.content").String() == "" {
+				return "client got " + b
+			}
+			return ""
 		},
-		{
-			name: "deepseek chat", route: "deepseek", path: "/anything",
-			body: `{"messages":[{"role":"system","content":"You are an AI assistant that helps people find information."},{"role":"user","content":"Write me a 50-word introduction for Apache APISIX."}]}`,
-			host: deepSeekHost, wantPath: "/chat/completions", wantHdr: [2]string{"Authorization", "Bearer " + deepSeekKey},
-			wantBody: `{"messages":[{"role":"system","content":"You are an AI assistant that helps people find information."},{"role":"user","content":"Write me a 50-word introduction for Apache APISIX."}],"model":"deepseek-chat"}`,
-			check: func(t *testing.T, body string) {
-				if gjson.Get(body, "choices.0.message.role").String() != "assistant" || !gjson.Get(body, "usage.prompt_cache_hit_tokens").Exists() {
-					t.Errorf("client got %s", body)
-				}
-			},
-		},
-		{
-			name: "azure openai", route: "azure-openai", path: "/anything",
-			body: `{"messages":[{"role":"system","content":"You are an AI assistant that helps people find information."},{"role":"user","content":"Write me a 50-word introduction for Apache APISIX."}],"max_tokens":800,"temperature":0.7,"frequency_penalty":0,"presence_penalty":0,"top_p":0.95,"stop":null}`,
-			host: azureHost, wantPath: "/openai/deployments/gpt-4/chat/completions?api-version=2024-02-15-preview", wantHdr: [2]string{"Api-Key", azureKey},
-			wantBody: `{"messages":[{"role":"system","content":"You are an AI assistant that helps people find information."},{"role":"user","content":"Write me a 50-word introduction for Apache APISIX."}],"max_tokens":800,"temperature":0.7,"frequency_penalty":0,"presence_penalty":0,"top_p":0.95,"stop":null,"model":"gpt-4"}`,
-			check: func(t *testing.T, body string) {
-				if gjson.Get(body, "choices.0.message.content").String() == "" {
-					t.Errorf("client got %s", body)
-				}
-			},
-		},
-		{
-			name: "gemini chat", route: "gemini", path: "/anything",
-			body: `{"messages":[{"role":"system","content":"You are a helpful AI assistant"},{"role":"user","content":"What is the capital of France?"}]}`,
-			host: geminiHost, wantPath: "/v1beta/openai/chat/completions", wantHdr: [2]string{"Authorization", "Bearer " + geminiKey},
-			wantBody: `{"messages":[{"role":"system","content":"You are a helpful AI assistant"},{"role":"user","content":"What is the capital of France?"}],"model":"gemini-2.5-flash"}`,
-			check: func(t *testing.T, body string) {
-				if gjson.Get(body, "model").String() != "gemini-2.5-flash" || gjson.Get(body, "object").String() != "chat.completion" {
-					t.Errorf("client got %s", body)
-				}
-			},
-		},
-		{
-			name: "vertex ai chat with a service account", route: "vertex-ai", path: "/anything", body: seedMathBody,
-			host: vertexHost, wantPath: "/v1beta1/projects/api7-vertex/locations/us-central1/endpoints/openapi/chat/completions",
-			wantBody: `{"messages":[{"role":"system","content":"You are a mathematician"},{"role":"user","content":"What is 1+1?"}],"model":"google/gemini-2.5-flash"}`,
-			check: func(t *testing.T, body string) {
-				if gjson.Get(body, "model").String() != "google/gemini-2.5-flash" {
-					t.Errorf("client got %s", body)
-				}
-			},
-		},
-		{
-			name: "openai embeddings", route: "openai-embeddings", path: "/embeddings", body: `{"input":"hello world"}`,
-			host: openAIHost, wantPath: "/v1/embeddings", wantHdr: [2]string{"Authorization", "Bearer " + openAIKey},
-			wantBody: `{"input":"hello world","model":"text-embedding-3-small","encoding_format":"float"}`,
-			check: func(t *testing.T, body string) {
-				if gjson.Get(body, "object").String() != "list" || !gjson.Get(body, "data.0.embedding").IsArray() || gjson.Get(body, "usage.prompt_tokens").Int() != 2 {
-					t.Errorf("client got %s", body)
-				}
-			},
-		},
-		{
-			name: "gemini embeddings", route: "gemini-embeddings", path: "/embeddings", body: `{"input":["hello world","bonjour"]}`,
-			host: geminiHost, wantPath: "/v1beta/openai/embeddings", wantHdr: [2]string{"Authorization", "Bearer " + geminiKey},
-			wantBody: `{"input":["hello world","bonjour"],"model":"gemini-embedding-001"}`,
-			check: func(t *testing.T, body string) {
-				if gjson.Get(body, "data.#").Int() != 2 || gjson.Get(body, "data.1.index").Int() != 1 {
-					t.Errorf("client got %s", body)
-				}
-			},
-		},
-		{
-			name: "vertex ai embeddings", route: "vertex-ai-embeddings", path: "/embeddings", body: `{"input":"hello world"}`,
-			host: vertexHost, wantPath: "/v1/projects/api7-vertex/locations/us-central1/publishers/google/models/gemini-embedding-001:predict",
-			wantBody: `{"instances":[{"content":"hello world"}]}`,
-			check: func(t *testing.T, body string) {
-				if gjson.Get(body, "object").String() != "list" || gjson.Get(body, "model").String() != "gemini-embedding-001" ||
-					!gjson.Get(body, "data.0.embedding").IsArray() || gjson.Get(body, "usage.total_tokens").Int() != 2 {
-					t.Errorf("client got %s", body)
-				}
-			},
-		},
-		{
-			name: "openai-compatible local model", route: "openai-compatible", path: "/local/v1/chat/completions", body: seedMathBody,
-			wantPath: "/v1/chat/completions", wantHdr: [2]string{"Authorization", "Bearer " + localKey},
-			wantBody: `{"messages":[{"role":"system","content":"You are a mathematician"},{"role":"user","content":"What is 1+1?"}],"model":"qwen2.5:7b"}`,
-			check: func(t *testing.T, body string) {
-				if gjson.Get(body, "choices.0.message.content").String() == "" {
-					t.Errorf("client got %s", body)
-				}
-			},
-		},
-	}
+	})
 	type loggedCall struct {
 		name, route, callID string
 		want                map[string]string
 	}
 	var logged []loggedCall
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			fake := l.local
 			edit := func(r string) string { return r }
-			if tt.host != "" {
-				fake = l.fakes[tt.host]
+			if tt.Host != "" {
+				fake = l.fakes[tt.Host]
 			} else {
 				// The seed's local server is 127.0.0.1:11434; the fake
 				// listens elsewhere.
@@ -164,8 +54,8 @@ func TestSeedExamples(t *testing.T) {
 				}
 			}
 			l.resetRoutes(t)
-			l.putRoute(t, tt.route, edit)
-			resp, body := l.post(t, tt.path, tt.body, "Authorization", "Bearer client-must-not-pass")
+			l.putRoute(t, tt.Route, edit)
+			resp, body := l.post(t, tt.Path, tt.Body, "Authorization", "Bearer client-must-not-pass")
 			if resp.StatusCode != 200 {
 				t.Fatalf("%d %s", resp.StatusCode, body)
 			}
@@ -177,15 +67,15 @@ func TestSeedExamples(t *testing.T) {
 			if got.RawQuery != "" {
 				pq += "?" + got.RawQuery
 			}
-			if pq != tt.wantPath || tt.host != "" && got.Host != tt.host {
-				t.Errorf("provider got %s%s, want %s%s", got.Host, pq, tt.host, tt.wantPath)
+			if pq != tt.WantPath || tt.Host != "" && got.Host != tt.Host {
+				t.Errorf("provider got %s%s, want %s%s", got.Host, pq, tt.Host, tt.WantPath)
 			}
-			if tt.wantHdr[0] != "" {
-				if v := got.Header.Values(tt.wantHdr[0]); len(v) != 1 || v[0] != tt.wantHdr[1] {
-					t.Errorf("provider header %s = %q", tt.wantHdr[0], v)
+			if tt.WantHeader[0] != "" {
+				if v := got.Header.Values(tt.WantHeader[0]); len(v) != 1 || v[0] != tt.WantHeader[1] {
+					t.Errorf("provider header %s = %q", tt.WantHeader[0], v)
 				}
 			}
-			if tt.host == vertexHost {
+			if tt.Host == vertexHost {
 				if a := got.Header.Get("Authorization"); !l.token.Valid(strings.TrimPrefix(a, "Bearer ")) {
 					t.Errorf("vertex got Authorization %q, not a token of the service account", a)
 				}
@@ -193,10 +83,12 @@ func TestSeedExamples(t *testing.T) {
 			if got.Header.Get("X-AI-Proxy-Ticket") != "" {
 				t.Error("the relay ticket reached the provider")
 			}
-			if !sameJSON(t, got.Body, tt.wantBody) {
-				t.Errorf("provider body\n got %s\nwant %s", got.Body, tt.wantBody)
+			if !seeds.SameJSON(got.Body, tt.WantBody) {
+				t.Errorf("provider body\n got %s\nwant %s", got.Body, tt.WantBody)
 			}
-			tt.check(t, body)
+			if msg := tt.Check(body); msg != "" {
+				t.Error(msg)
+			}
 
 			// APISIX's real access log, joined to the call log by call id;
 			// read once for all examples below (nginx flushes it every 3 s).
@@ -205,8 +97,8 @@ func TestSeedExamples(t *testing.T) {
 				t.Fatal("no X-LLM-Call-Id")
 			}
 			usage := gjson.Get(body, "usage")
-			logged = append(logged, loggedCall{name: tt.name, route: tt.route, callID: callID, want: map[string]string{
-				"status": "200", "upstream_status": "200", "uri": tt.path, "method": "POST",
+			logged = append(logged, loggedCall{name: tt.Name, route: tt.Route, callID: callID, want: map[string]string{
+				"status": "200", "upstream_status": "200", "uri": tt.Path, "method": "POST",
 				"llm_prompt_tokens": usage.Get("prompt_tokens").String(),
 				"llm_total_tokens":  usage.Get("total_tokens").String(),
 			}})
