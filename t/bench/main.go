@@ -37,9 +37,10 @@ func main() {
 	roundsFlag = flag.Int("rounds", 4, "whole-answer loads alternate direct, double and runner in this many rounds")
 	streams := flag.Int("streams", 1000, "concurrent open streams for the memory figure")
 	metrics := flag.String("runner-pprof", "", "give the runner --pprof-addr (loopback, for /debug/pprof while the bench runs)")
-	only := flag.String("only", "", "run only the whole-answer scenarios whose name contains this, or \"streams\" for the stream section (skips the memory figure)")
+	only := flag.String("only", "", "run only the whole-answer scenarios whose name contains this, \"streams\" for the stream section (skips the memory figure), or \"real\" for the real-APISIX section alone")
 	runnerEnv := flag.String("runner-env", "", "extra K=V for the runner's environment, comma-separated (e.g. GOGC=400)")
 	flag.BoolVar(&relayBench, "relay-bench", true, "append the relay's go test benchmarks (-benchmem) to the report")
+	flag.BoolVar(&realAPISIX, "real", true, "also measure on real APISIX (APISIX_HOME) when it is installed: proxy, its Lua ai-proxy and the runner side by side")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of the runner and of this harness during each runner load into this folder")
 	flag.Parse()
 	if *metrics == "" && profileDir != "" {
@@ -157,7 +158,10 @@ func freeAddr() string {
 // extraArgs and extraEnv go to the runner (e.g. --pprof-addr to profile
 // it under load); onlyScenario narrows a run to some scenarios.
 var (
-	extraArgs    []string
+	extraArgs  []string
+	realAPISIX = true
+	// projectConf is the project's conf/ (make bench runs from the root).
+	projectConf  = "conf"
 	extraEnv     []string
 	onlyScenario string
 	profileDir   string
@@ -220,6 +224,14 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 		return err
 	}
 	defer stopMock()
+	if onlyScenario == "real" {
+		sec, err := realSection(bin, m, mockURL, dur, streams)
+		if err != nil {
+			return err
+		}
+		fmt.Print(sec)
+		return nil
+	}
 
 	dir, _ := os.MkdirTemp("", "ai-proxy-bench")
 	defer os.RemoveAll(dir)
@@ -432,6 +444,13 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 		"| harness: the double keeps APISIX's 320 idle upstream connections per worker (it kept 32, so bursts of 64 re-dialed) | 64 clients, fixed 50 ms: added p50 / throughput vs direct | 1.9 ms / 94%% | 0.8–1.3 ms / 96–97%% |\n"+
 		"| harness: the open-loop sender sends what is due by the clock (a ticker dropped ticks, then bunched them), columns alternate in rounds; runner: the token gate reads frames through a buffer | 1,000 requests/s: achieved rate / added p99 | 825 / 6.7 ms | 1000 / 0.8–1.4 ms |\n"+
 		"| stream chunks checked for usage before choices | relay allocations per 200-event stream | 430 | 230 |\n| harness: throughput is divided by the time the requests took (it was the nominal load length, which counts whole requests per client: 5%% steps at 50 ms in a 1 s round), and the provider's 50 ms vary by ± 5 ms so the 64 clients do not move in lockstep | 64 clients, 50 ms: throughput vs direct / vs double | 93–94%% / 96–98%% | 96–97%% / 97–99%% |\n")
+	if realAPISIX {
+		sec, err := realSection(bin, m, mockURL, dur, streams)
+		if err != nil {
+			return err
+		}
+		report.WriteString(sec)
+	}
 	if relayBench {
 		// The relay's own cost without the double: each scenario made
 		// directly and through the relay in one process, with allocations.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/realapisix"
 )
 
 func TestSentAt(t *testing.T) {
@@ -53,7 +55,7 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Fatalf("building the runner: %v\n%s", err, out)
 	}
 	rounds := 1
-	roundsFlag, relayBench = &rounds, false
+	roundsFlag, relayBench, projectConf = &rounds, false, "../../conf"
 	out := filepath.Join(dir, "benchmarks.md")
 	if err := run(bin, out, 300*time.Millisecond, 20); err != nil {
 		t.Fatal(err)
@@ -63,7 +65,11 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	report := string(b)
-	for _, section := range []string{"## Targets", "## Whole answers", "### Added by the runner", "## Streams", "## Memory", "KiB per open stream"} {
+	sections := []string{"## Targets", "## Whole answers", "### Added by the runner", "## Streams", "## Memory", "KiB per open stream", "## Real APISIX"}
+	if realapisix.Available(realapisix.Home()) == nil {
+		sections = append(sections, "### Real-APISIX targets", "| APISIX + runner |")
+	}
+	for _, section := range sections {
 		if !strings.Contains(report, section) {
 			t.Errorf("report lacks %q", section)
 		}
@@ -72,8 +78,9 @@ func TestHarnessSmoke(t *testing.T) {
 	// second (whole answers, after the scenario); the last cell is errors.
 	labels := map[string]bool{"direct": true, "double": true, "runner": true,
 		"double, proxy buffering on": true, "double, `X-Accel-Buffering: no`": true}
+	double, realPart, _ := strings.Cut(report, "\n## Real APISIX")
 	rows := 0
-	for _, line := range strings.Split(report, "\n") {
+	for _, line := range strings.Split(double, "\n") {
 		cells := strings.Split(strings.Trim(line, "|"), "|")
 		if len(cells) < 3 || !labels[strings.TrimSpace(cells[0])] && !labels[strings.TrimSpace(cells[1])] {
 			continue
@@ -86,5 +93,27 @@ func TestHarnessSmoke(t *testing.T) {
 	// 5 whole-answer scenarios × 3 columns, 4 stream columns.
 	if rows != 19 {
 		t.Errorf("found %d result rows, want 19:\n%s", rows, report)
+	}
+	if realapisix.Available(realapisix.Home()) != nil {
+		return
+	}
+	// Real APISIX: 5 scenarios × 4 columns and 4 stream columns, none failed.
+	columns := map[string]bool{}
+	for _, c := range realColumns {
+		columns[c] = true
+	}
+	rows = 0
+	for _, line := range strings.Split(realPart, "\n") {
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		if len(cells) < 3 || !columns[strings.TrimSpace(cells[0])] && !columns[strings.TrimSpace(cells[1])] {
+			continue
+		}
+		rows++
+		if errs := strings.TrimSpace(cells[len(cells)-1]); errs != "0" {
+			t.Errorf("failed requests on real APISIX in %q", line)
+		}
+	}
+	if rows != 24 {
+		t.Errorf("found %d real-APISIX result rows, want 24:\n%s", rows, realPart)
 	}
 }
