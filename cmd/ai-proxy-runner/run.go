@@ -38,7 +38,7 @@ func run(args []string) int {
 	levelName := fs.String("log-level", envOr("AI_PROXY_LOG_LEVEL", "warn"), "debug, info, warn or error (env AI_PROXY_LOG_LEVEL); info logs every call")
 	accessLog := fs.String("access-log", envOr("AI_PROXY_ACCESS_LOG", ""), "file for one JSON line per LLM call (env AI_PROXY_ACCESS_LOG); empty = stdout; reopened on SIGHUP")
 	metricsAddr := fs.String("metrics-addr", envOr("AI_PROXY_METRICS_ADDR", ""), "address for GET /metrics (Prometheus) (env AI_PROXY_METRICS_ADDR); empty = off; keep it private")
-	pprofAddr := fs.String("pprof-addr", "", "loopback address for /debug/pprof/ (profiles); empty = off")
+	pprofAddr := fs.String("pprof-addr", envOr("AI_PROXY_PPROF_ADDR", ""), "loopback address for /debug/pprof/ (profiles) (env AI_PROXY_PPROF_ADDR); empty = off")
 	idleTimeout := fs.Duration("relay-idle-timeout", 2*time.Minute, "how long an idle APISIX connection to the relay stays open; keep it above APISIX's upstream keepalive (60 s)")
 	bodyBudget := fs.Int64("max-body-bytes-in-flight", 256<<20, "request bytes all calls may hold at once; beyond, 503 runner_busy (0 = unbounded)")
 	memLimit := fs.Int64("memory-limit", 1<<30, "soft memory limit of the Go runtime in bytes (GOMEMLIMIT wins when set; 0 = none)")
