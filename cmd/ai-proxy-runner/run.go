@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/ai-proxy-runner/ai-proxy-runner/cmd/ai-proxy-runner/gate"
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy"
 )
 
@@ -108,15 +109,15 @@ func serve(s settings) error {
 
 	// On `apisix reload` the previous runner hands its relay listener over
 	// (handoff.go); otherwise bind the address.
-	private := privateRelayPath(sock)
-	ln, pred, err := takeOver(sock, private)
+	private := gate.PrivateRelayPath(sock)
+	ln, pred, err := gate.TakeOver(sock, private)
 	if err != nil {
 		log.Warn("no relay handoff from the previous runner; binding the address", zap.Error(err))
 	}
 	if ln != nil && !sameAddr(ln.Addr(), relayAddr) {
 		log.Warn("the previous runner's relay listens elsewhere; binding the address", zap.String("previous", ln.Addr().String()))
 		ln.Close()
-		pred.conn.Close()
+		pred.Abandon()
 		ln, pred = nil, nil
 	}
 	if ln == nil {
@@ -164,9 +165,9 @@ func serve(s settings) error {
 		ln.Close()
 		return err
 	}
-	peer := &peers{}
+	peer := &gate.Peers{}
 	if pred != nil {
-		peer.set(true, pred.private)
+		peer.Set(true, pred.Private)
 	}
 	newServer := func(h http.Handler) *http.Server {
 		return &http.Server{
@@ -180,7 +181,7 @@ func serve(s settings) error {
 			ErrorLog:    zap.NewStdLog(log.Named("relay")),
 		}
 	}
-	srv := newServer(routing(p, peer, false))
+	srv := newServer(gate.Routing(p, peer, false))
 	var relayConns atomic.Int64 // APISIX's connections to the relay
 	srv.ConnState = func(_ net.Conn, st http.ConnState) {
 		switch st {
@@ -190,20 +191,20 @@ func serve(s settings) error {
 			relayConns.Add(-1)
 		}
 	}
-	privSrv := newServer(routing(p, peer, true))
-	privLn, privFI, err := listenPrivate(private)
+	privSrv := newServer(gate.Routing(p, peer, true))
+	privLn, privFI, err := gate.ListenPrivate(private)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("cannot listen on %s: %w", private, err)
 	}
-	defer removeIfOurs(private, privFI)
+	defer gate.RemoveIfOurs(private, privFI)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	go func() { _ = privSrv.Serve(privLn) }()
 	log.Info("relay listening", zap.String("relay_addr", ln.Addr().String()), zap.String("socket", sock))
 
 	// The plugin-runner library serves a private socket; APISIX talks to
-	// the token gate on the real one (see tokens.go).
+	// the token gate on the real one (package gate).
 	// One per process: the library removes its socket when it exits, which
 	// on reload happens after the successor made its own.
 	inner := fmt.Sprintf("%s.%d.runner", sock, os.Getpid())
@@ -218,27 +219,27 @@ func serve(s settings) error {
 	if err := waitDialable(inner, 10*time.Second); err != nil {
 		return fmt.Errorf("plugin runner did not listen on %s: %w", inner, err)
 	}
-	gate, err := newTokenGate(inner)
+	tg, err := gate.New(inner)
 	if err != nil {
 		return err
 	}
-	gate.master = masterPID(sock)
-	gateLn, ours, err := listenSocket(sock)
+	tg.Master = gate.MasterPID(sock)
+	gateLn, ours, err := gate.Listen(sock)
 	if err != nil {
 		return fmt.Errorf("cannot listen on socket %s: %w", sock, err)
 	}
-	go gate.serve(gateLn)
-	pred.Ready(gate.adopt)
+	go tg.Serve(gateLn)
+	pred.Ready(tg.Adopt)
 
 	// Offer the relay to the runner of the next reload. Once it took it,
 	// stop accepting: it accepts from the same socket.
 	handedOver := make(chan struct{})
 	connsMoved := make(chan struct{})
-	offered, err := newOffer(sock, ln, private, func(successor string, send func(*net.UnixConn) error) <-chan struct{} {
-		peer.set(false, successor)
-		peer.handedOver.Store(true)
+	offered, err := gate.NewOffer(sock, ln, private, func(successor string, send func(*net.UnixConn) error) <-chan struct{} {
+		peer.Set(false, successor)
+		peer.HandedOver.Store(true)
 		ln.Close()
-		gate.handOver(send)
+		tg.HandOver(send)
 		close(handedOver)
 		return connsMoved
 	})
@@ -252,15 +253,15 @@ func serve(s settings) error {
 		// On `apisix reload` APISIX starts the successor only after this
 		// runner's agent has exited (up to 1 s after SIGTERM): serve on
 		// until it took over, unless nginx itself is going away.
-		waitHandover(handedOver, sock, s.reloadWait)
-		offered.close()
+		gate.WaitHandover(handedOver, sock, s.reloadWait)
+		offered.Close()
 	}
 	select {
 	case <-handedOver:
 		// Finish the RPCs of connections APISIX still holds; idle ones
 		// were closed by drain.
 		deadline := time.Now().Add(grace)
-		for !gate.idle() && time.Now().Before(deadline) {
+		for !tg.Idle() && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		close(connsMoved)
@@ -268,8 +269,8 @@ func serve(s settings) error {
 	}
 	// No new tickets from here on. Remove the socket only if it is still
 	// ours: on reload the next runner put its own there.
-	gate.close()
-	removeIfOurs(sock, ours)
+	tg.Close()
+	gate.RemoveIfOurs(sock, ours)
 
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -309,63 +310,6 @@ func serve(s settings) error {
 		return fmt.Errorf("relay: %w", err)
 	}
 	return nil
-}
-
-// waitHandover waits for a successor to take over, at most wait, and not
-// once nginx's master (its pid is in the socket's name) has exited: that
-// was `apisix stop` or `quit`, not a reload.
-func waitHandover(handedOver <-chan struct{}, sock string, wait time.Duration) {
-	master := masterPID(sock)
-	if master == 0 {
-		return // not started by APISIX: no successor to wait for
-	}
-	deadline := time.After(wait)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-handedOver:
-			return
-		case <-deadline:
-			return
-		case <-tick.C:
-			if !alive(master) {
-				return
-			}
-		}
-	}
-}
-
-// alive says whether pid runs; a zombie (exited, not yet reaped: PID 1 in
-// a container may reap late) does not.
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true // no procfs: trust kill(0)
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
-	}
-	return true
-}
-
-// masterPID reads nginx's master pid from APISIX's socket name,
-// apisix-<pid>.sock; 0 when it is named otherwise.
-func masterPID(sock string) int {
-	name := filepath.Base(sock)
-	num, ok := strings.CutPrefix(strings.TrimSuffix(name, ".sock"), "apisix-")
-	if !ok {
-		return 0
-	}
-	pid, err := strconv.Atoi(num)
-	if err != nil {
-		return 0
-	}
-	return pid
 }
 
 // sameAddr says whether a listener's address is the configured one.

@@ -1,4 +1,8 @@
-package main
+// Package gate is the runner's side of APISIX's ext-plugin socket: the
+// token gate in front of the plugin-runner library, the check that only
+// APISIX connects, and the handover of both the socket and the relay to
+// the next runner on `apisix reload`.
+package gate
 
 import (
 	"bufio"
@@ -27,7 +31,7 @@ import (
 // but APISIX keeps the tokens it cached from the previous runner across
 // `apisix reload` (up to an hour per worker). A worker still holding route
 // A's old token would reach whatever conf the new runner gave that number:
-// route B's provider and key. tokenGate sits on APISIX's socket in front of
+// route B's provider and key. Gate sits on APISIX's socket in front of
 // the library: it shifts every token this process issues by a random base
 // and answers CONF_TOKEN_NOT_FOUND for any token this process did not
 // issue, so APISIX prepares the conf again (apisix-ext-plugin-protocol.md
@@ -42,7 +46,9 @@ const (
 	rpcHTTPRespCall = 4
 )
 
-type tokenGate struct {
+// Gate listens on APISIX's socket in front of the plugin-runner library
+// (see the comment above).
+type Gate struct {
 	inner  string // the library's private socket
 	base   uint32 // added to every token this process issues
 	issued atomic.Uint32
@@ -54,7 +60,7 @@ type tokenGate struct {
 	// send passes an idle APISIX connection to the successor (set by
 	// handOver); nil = close it instead.
 	send    func(*net.UnixConn) error
-	master  int          // nginx's master pid, 0 when unknown
+	Master  int          // nginx's master pid, 0 when unknown
 	refused atomic.Int64 // connections refused by fromAPISIX
 	// spare holds idle connections to the library. The library stops
 	// accepting at SIGTERM, but on reload this runner must serve new APISIX
@@ -67,7 +73,7 @@ const spareInner = 16
 
 // innerConn is a connection to the library: a spare one if any (and a
 // replacement dialed behind it), else a new one.
-func (g *tokenGate) innerConn() (net.Conn, error) {
+func (g *Gate) innerConn() (net.Conn, error) {
 	select {
 	case c := <-g.spare:
 		go g.refill()
@@ -77,14 +83,14 @@ func (g *tokenGate) innerConn() (net.Conn, error) {
 	}
 }
 
-func (g *tokenGate) refill() {
+func (g *Gate) refill() {
 	if c, err := net.Dial("unix", g.inner); err == nil {
 		g.putInner(c)
 	}
 }
 
 // putInner keeps a library connection that is between two RPCs.
-func (g *tokenGate) putInner(c net.Conn) {
+func (g *Gate) putInner(c net.Conn) {
 	select {
 	case g.spare <- c:
 	default:
@@ -92,7 +98,7 @@ func (g *tokenGate) putInner(c net.Conn) {
 	}
 }
 
-func newTokenGate(inner string) (*tokenGate, error) {
+func New(inner string) (*Gate, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -100,15 +106,15 @@ func newTokenGate(inner string) (*tokenGate, error) {
 	// In [2^20, 2^31): far from any earlier runner's base, and no wrap for
 	// the tokens one process can issue.
 	base := 1<<20 + binary.BigEndian.Uint32(b[:])%(1<<31-1<<21)
-	g := &tokenGate{inner: inner, base: base, conns: map[net.Conn]*connState{}, spare: make(chan net.Conn, spareInner)}
+	g := &Gate{inner: inner, base: base, conns: map[net.Conn]*connState{}, spare: make(chan net.Conn, spareInner)}
 	for range spareInner {
 		g.refill()
 	}
 	return g, nil
 }
 
-// serve accepts APISIX's connections until close.
-func (g *tokenGate) serve(ln net.Listener) {
+// Serve accepts APISIX's connections until close.
+func (g *Gate) Serve(ln net.Listener) {
 	g.mu.Lock()
 	g.ln = ln
 	g.mu.Unlock()
@@ -137,7 +143,7 @@ func (g *tokenGate) serve(ln net.Listener) {
 // connectable by the workers, so its mode cannot keep other local users
 // out; this check does. Anyone else could get tickets for every route and
 // spend their keys through the relay.
-func (g *tokenGate) fromAPISIX(c net.Conn) bool {
+func (g *Gate) fromAPISIX(c net.Conn) bool {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return false
@@ -156,7 +162,7 @@ func (g *tokenGate) fromAPISIX(c net.Conn) bool {
 	if int(cred.Uid) == os.Getuid() {
 		return true
 	}
-	if g.master > 0 && parentOf(int(cred.Pid)) == g.master {
+	if g.Master > 0 && parentOf(int(cred.Pid)) == g.Master {
 		return true
 	}
 	if g.refused.Add(1) <= 10 {
@@ -191,9 +197,9 @@ type connState struct {
 	busy bool
 }
 
-// close stops accepting and drops every connection: APISIX gets no new
+// Close stops accepting and drops every connection: APISIX gets no new
 // tickets from this runner.
-func (g *tokenGate) close() {
+func (g *Gate) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.ln != nil {
@@ -205,12 +211,12 @@ func (g *tokenGate) close() {
 	g.conns = nil
 }
 
-// handOver gives APISIX's connections to the next runner instead of
+// HandOver gives APISIX's connections to the next runner instead of
 // closing them: a closed unix socket that a worker still holds in its pool
 // fails that worker's next call with "broken pipe" (503). Each connection
 // moves when it is idle: now if it is, else right after its current answer.
 // With send nil the connections are closed instead.
-func (g *tokenGate) handOver(send func(*net.UnixConn) error) {
+func (g *Gate) HandOver(send func(*net.UnixConn) error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.send = send
@@ -227,8 +233,8 @@ func (g *tokenGate) handOver(send func(*net.UnixConn) error) {
 	}
 }
 
-// adopt serves a connection the previous runner handed over.
-func (g *tokenGate) adopt(c net.Conn) {
+// Adopt serves a connection the previous runner handed over.
+func (g *Gate) Adopt(c net.Conn) {
 	st := new(connState)
 	if !g.track(c, st) {
 		c.Close()
@@ -239,7 +245,7 @@ func (g *tokenGate) adopt(c net.Conn) {
 
 // leave ends this runner's part in c: handed to the successor if there is
 // one and nothing of c's next frame has been read, else closed.
-func (g *tokenGate) leave(c net.Conn, f *frameConn) (handed bool) {
+func (g *Gate) leave(c net.Conn, f *frameConn) (handed bool) {
 	g.mu.Lock()
 	send := g.send
 	g.mu.Unlock()
@@ -251,15 +257,15 @@ func (g *tokenGate) leave(c net.Conn, f *frameConn) (handed bool) {
 	return send(uc) == nil
 }
 
-// idle says whether every connection is gone.
-func (g *tokenGate) idle() bool {
+// Idle says whether every connection is gone.
+func (g *Gate) Idle() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.conns) == 0
 }
 
 // track adds (st != nil) or removes c; false once the gate is closed.
-func (g *tokenGate) track(c net.Conn, st *connState) bool {
+func (g *Gate) track(c net.Conn, st *connState) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.conns == nil {
@@ -274,7 +280,7 @@ func (g *tokenGate) track(c net.Conn, st *connState) bool {
 }
 
 // handle relays one APISIX connection over one connection to the library.
-func (g *tokenGate) handle(c net.Conn, st *connState) {
+func (g *Gate) handle(c net.Conn, st *connState) {
 	defer func() {
 		g.track(c, nil)
 		c.Close()
@@ -340,7 +346,7 @@ func (g *tokenGate) handle(c net.Conn, st *connState) {
 }
 
 // prepare forwards PrepareConf and shifts the token in the reply.
-func (g *tokenGate) prepare(apisix, runner *frameConn, payload []byte) error {
+func (g *Gate) prepare(apisix, runner *frameConn, payload []byte) error {
 	if err := runner.write(rpcPrepareConf, payload); err != nil {
 		return err
 	}
@@ -367,7 +373,7 @@ func (g *tokenGate) prepare(apisix, runner *frameConn, payload []byte) error {
 
 // inward maps an APISIX token back to the library's number in place, or
 // reports a token this process never issued.
-func (g *tokenGate) inward(ty byte, payload []byte) (ok bool) {
+func (g *Gate) inward(ty byte, payload []byte) (ok bool) {
 	defer func() {
 		if recover() != nil {
 			ok = false // a malformed call: let APISIX start over
@@ -468,11 +474,11 @@ func (f *frameConn) write(ty byte, payload []byte) error {
 	return err
 }
 
-// listenSocket listens on APISIX's socket path as the library would, but
+// Listen listens on APISIX's socket path as the library would, but
 // leaves the file in place on close: on reload the next runner may already
 // own that path. It binds a scratch name and renames it over the path, so
 // a worker dialing during a reload finds either runner, never no socket.
-func listenSocket(path string) (*net.UnixListener, os.FileInfo, error) {
+func Listen(path string) (*net.UnixListener, os.FileInfo, error) {
 	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
 	_ = os.Remove(tmp)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})

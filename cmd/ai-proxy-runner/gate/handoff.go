@@ -1,4 +1,4 @@
-package main
+package gate
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,9 +37,9 @@ import (
 // handoffPath is where a runner offers its relay listener to its successor.
 func handoffPath(sock string) string { return sock + ".handoff" }
 
-// privateRelayPath is a runner's socket for relay calls forwarded by the
+// PrivateRelayPath is a runner's socket for relay calls forwarded by the
 // other generation.
-func privateRelayPath(sock string) string {
+func PrivateRelayPath(sock string) string {
 	return fmt.Sprintf("%s/ai-proxy-relay-%d.sock", dirOf(sock), os.Getpid())
 }
 
@@ -48,17 +50,17 @@ func dirOf(p string) string {
 	return "."
 }
 
-// predecessor is the runner this one replaces, once it handed the relay
+// Predecessor is the runner this one replaces, once it handed the relay
 // over; Ready tells it to hand over APISIX's connections too.
-type predecessor struct {
+type Predecessor struct {
 	conn    *net.UnixConn
-	private string // its private relay socket
+	Private string // its private relay socket
 }
 
 // Ready tells the predecessor that this runner serves the socket path: it
 // stops accepting and hands APISIX's connections over, which adopt serves.
 // Safe on a nil predecessor.
-func (p *predecessor) Ready(adopt func(net.Conn)) {
+func (p *Predecessor) Ready(adopt func(net.Conn)) {
 	if p == nil {
 		return
 	}
@@ -93,9 +95,9 @@ func (p *predecessor) Ready(adopt func(net.Conn)) {
 	}()
 }
 
-// takeOver asks a running predecessor for its relay listener. It returns
+// TakeOver asks a running predecessor for its relay listener. It returns
 // (nil, nil, nil) when there is none.
-func takeOver(sock, ownPrivate string) (net.Listener, *predecessor, error) {
+func TakeOver(sock, ownPrivate string) (net.Listener, *Predecessor, error) {
 	ln, pred, err := takeOverConn(sock, ownPrivate)
 	if err != nil || ln == nil {
 		return nil, nil, err
@@ -103,7 +105,7 @@ func takeOver(sock, ownPrivate string) (net.Listener, *predecessor, error) {
 	return ln, pred, nil
 }
 
-func takeOverConn(sock, ownPrivate string) (net.Listener, *predecessor, error) {
+func takeOverConn(sock, ownPrivate string) (net.Listener, *Predecessor, error) {
 	c, err := net.DialTimeout("unix", handoffPath(sock), time.Second)
 	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 		return nil, nil, nil // no predecessor: a fresh start
@@ -144,16 +146,16 @@ func takeOverConn(sock, ownPrivate string) (net.Listener, *predecessor, error) {
 	}
 	ok = true
 	_ = uc.SetDeadline(time.Time{})
-	return ln, &predecessor{conn: uc, private: strings.TrimSpace(string(buf[:n]))}, nil
+	return ln, &Predecessor{conn: uc, Private: strings.TrimSpace(string(buf[:n]))}, nil
 }
 
-// offer serves the handoff socket: a successor that connects gets the relay
+// Offer serves the handoff socket: a successor that connects gets the relay
 // listener, and once it says it serves the socket path, onTaken runs with
 // its private relay path and a function that passes one APISIX connection
 // to it; the handoff connection stays open until done() is closed. A
 // successor that fails before that changes nothing: this runner goes on
 // serving.
-type offer struct {
+type Offer struct {
 	ln      *net.UnixListener
 	path    string
 	ours    os.FileInfo
@@ -163,7 +165,7 @@ type offer struct {
 	once    sync.Once
 }
 
-func newOffer(sock string, relay net.Listener, private string, onTaken func(string, func(*net.UnixConn) error) <-chan struct{}) (*offer, error) {
+func NewOffer(sock string, relay net.Listener, private string, onTaken func(string, func(*net.UnixConn) error) <-chan struct{}) (*Offer, error) {
 	tl, ok := relay.(*net.TCPListener)
 	if !ok {
 		return nil, errors.New("handoff: relay is not a TCP listener")
@@ -175,16 +177,16 @@ func newOffer(sock string, relay net.Listener, private string, onTaken func(stri
 		return nil, err
 	}
 	path := handoffPath(sock)
-	ln, fi, err := listenPrivate(path)
+	ln, fi, err := ListenPrivate(path)
 	if err != nil {
 		return nil, err
 	}
-	o := &offer{ln: ln, path: path, ours: fi, relay: rc, private: private, onTaken: onTaken}
+	o := &Offer{ln: ln, path: path, ours: fi, relay: rc, private: private, onTaken: onTaken}
 	go o.serve()
 	return o, nil
 }
 
-func (o *offer) serve() {
+func (o *Offer) serve() {
 	for {
 		c, err := o.ln.AcceptUnix()
 		if err != nil {
@@ -194,7 +196,7 @@ func (o *offer) serve() {
 	}
 }
 
-func (o *offer) give(c *net.UnixConn) {
+func (o *Offer) give(c *net.UnixConn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	br := bufio.NewReader(c)
@@ -239,14 +241,14 @@ func (o *offer) give(c *net.UnixConn) {
 	}
 }
 
-// close stops offering; the path is removed only if it is still ours.
-func (o *offer) close() {
+// Close stops offering; the path is removed only if it is still ours.
+func (o *Offer) Close() {
 	o.ln.Close()
-	removeIfOurs(o.path, o.ours)
+	RemoveIfOurs(o.path, o.ours)
 }
 
-// listenPrivate listens on a unix socket only this user can connect to.
-func listenPrivate(path string) (*net.UnixListener, os.FileInfo, error) {
+// ListenPrivate listens on a unix socket only this user can connect to.
+func ListenPrivate(path string) (*net.UnixListener, os.FileInfo, error) {
 	_ = os.Remove(path)
 	old := syscall.Umask(0o177)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
@@ -263,21 +265,21 @@ func listenPrivate(path string) (*net.UnixListener, os.FileInfo, error) {
 	return ln, fi, nil
 }
 
-func removeIfOurs(path string, ours os.FileInfo) {
+func RemoveIfOurs(path string, ours os.FileInfo) {
 	if now, err := os.Stat(path); err == nil && os.SameFile(ours, now) {
 		_ = os.Remove(path)
 	}
 }
 
-// peers routes relay calls whose ticket another runner minted.
-type peers struct {
+// Peers routes relay calls whose ticket another runner minted.
+type Peers struct {
 	mu          sync.RWMutex
 	predecessor *httputil.ReverseProxy
 	successor   *httputil.ReverseProxy
 	// handedOver: answers close their connection, so nginx opens the next
 	// one to the successor. Closing an idle keepalive connection instead
 	// races with nginx reusing it: a 502.
-	handedOver atomic.Bool
+	HandedOver atomic.Bool
 }
 
 func unixProxy(path string) *httputil.ReverseProxy {
@@ -304,7 +306,7 @@ func unixProxy(path string) *httputil.ReverseProxy {
 	}
 }
 
-func (p *peers) set(predecessor bool, path string) {
+func (p *Peers) Set(predecessor bool, path string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if predecessor {
@@ -318,7 +320,7 @@ func (p *peers) set(predecessor bool, path string) {
 // handed over forwards to its successor (new tickets on old connections);
 // otherwise to the predecessor (old workers finishing their requests).
 // Forwarded calls only go backwards, so nothing loops.
-func (p *peers) pick(forwarded bool) *httputil.ReverseProxy {
+func (p *Peers) pick(forwarded bool) *httputil.ReverseProxy {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if !forwarded && p.successor != nil {
@@ -327,20 +329,20 @@ func (p *peers) pick(forwarded bool) *httputil.ReverseProxy {
 	return p.predecessor
 }
 
-func (p *peers) any() bool {
+func (p *Peers) any() bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.predecessor != nil || p.successor != nil
 }
 
-// routing serves a relay listener: the plugin's own calls directly, others
+// Routing serves a relay listener: the plugin's own calls directly, others
 // through the peer that minted their ticket.
-func routing(own interface {
+func Routing(own interface {
 	http.Handler
 	Owns(*http.Request) bool
-}, p *peers, forwarded bool) http.Handler {
+}, p *Peers, forwarded bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p.handedOver.Load() {
+		if p.HandedOver.Load() {
 			w.Header().Set("Connection", "close")
 		}
 		if p.any() && !own.Owns(r) {
@@ -352,3 +354,63 @@ func routing(own interface {
 		own.ServeHTTP(w, r)
 	})
 }
+
+// WaitHandover waits for a successor to take over, at most wait, and not
+// once nginx's master (its pid is in the socket's name) has exited: that
+// was `apisix stop` or `quit`, not a reload.
+func WaitHandover(handedOver <-chan struct{}, sock string, wait time.Duration) {
+	master := MasterPID(sock)
+	if master == 0 {
+		return // not started by APISIX: no successor to wait for
+	}
+	deadline := time.After(wait)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-handedOver:
+			return
+		case <-deadline:
+			return
+		case <-tick.C:
+			if !alive(master) {
+				return
+			}
+		}
+	}
+}
+
+// alive says whether pid runs; a zombie (exited, not yet reaped: PID 1 in
+// a container may reap late) does not.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // no procfs: trust kill(0)
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+// MasterPID reads nginx's master pid from APISIX's socket name,
+// apisix-<pid>.sock; 0 when it is named otherwise.
+func MasterPID(sock string) int {
+	name := filepath.Base(sock)
+	num, ok := strings.CutPrefix(strings.TrimSuffix(name, ".sock"), "apisix-")
+	if !ok {
+		return 0
+	}
+	pid, err := strconv.Atoi(num)
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
+// Abandon drops a predecessor whose relay this runner did not use.
+func (p *Predecessor) Abandon() { p.conn.Close() }

@@ -1,4 +1,4 @@
-package main
+package gate
 
 import (
 	"testing"
@@ -19,7 +19,7 @@ func reqCall(token uint32) []byte {
 // Only tokens this process issued pass, mapped back to the library's
 // numbering; an earlier runner's small numbers never do.
 func TestTokenGateInward(t *testing.T) {
-	g, err := newTokenGate("unused")
+	g, err := New("unused")
 	if err != nil {
 		t.Fatal(err)
 	}
