@@ -45,8 +45,8 @@ func run(args []string) int {
 	memLimit := fs.Int64("memory-limit", 1<<30, "soft memory limit of the Go runtime in bytes (GOMEMLIMIT wins when set; 0 = none)")
 	bindWait := fs.Duration("relay-bind-wait", 5*time.Second, "how long to retry a relay address still held by a previous runner that did not hand it over")
 	reloadWait := fs.Duration("reload-wait", 5*time.Second, "on SIGTERM while nginx runs on (apisix reload, or APISIX respawning a killed runner), how long to serve on until the next runner takes over")
-	foreground := fs.Bool("foreground", false, "serve in this process instead of a child that outlives APISIX's SIGKILL (supervise.go)")
-	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight calls may run on; APISIX itself kills the runner 1s after SIGTERM")
+	foreground := fs.Bool("foreground", false, "serve in this process instead of a child that outlives APISIX's SIGKILL of the process it started")
+	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight calls may run on (APISIX kills the process it started 1s after SIGTERM; the supervised child runs on)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -108,7 +108,7 @@ func serve(s settings) error {
 	}
 
 	// On `apisix reload` the previous runner hands its relay listener over
-	// (handoff.go); otherwise bind the address.
+	// (package gate); otherwise bind the address.
 	private := gate.PrivateRelayPath(sock)
 	ln, pred, err := gate.TakeOver(sock, private)
 	if err != nil {
@@ -219,11 +219,10 @@ func serve(s settings) error {
 	if err := waitDialable(inner, 10*time.Second); err != nil {
 		return fmt.Errorf("plugin runner did not listen on %s: %w", inner, err)
 	}
-	tg, err := gate.New(inner)
+	tg, err := gate.New(inner, gate.MasterPID(sock))
 	if err != nil {
 		return err
 	}
-	tg.Master = gate.MasterPID(sock)
 	gateLn, ours, err := gate.Listen(sock)
 	if err != nil {
 		return fmt.Errorf("cannot listen on socket %s: %w", sock, err)
@@ -250,22 +249,20 @@ func serve(s settings) error {
 	// APISIX no longer reads our output (it may still serve us on reload).
 	stdout.detach()
 	if offered != nil {
-		// On `apisix reload` APISIX starts the successor only after this
-		// runner's agent has exited (up to 1 s after SIGTERM): serve on
-		// until it took over, unless nginx itself is going away.
+		// On `apisix reload` APISIX starts the successor 0.3-1 s after
+		// this runner's SIGTERM: serve on until it took over, unless nginx
+		// itself is going away.
 		gate.WaitHandover(handedOver, sock, s.reloadWait)
 		offered.Close()
 	}
-	select {
-	case <-handedOver:
-		// Finish the RPCs of connections APISIX still holds; idle ones
-		// were closed by drain.
+	if closed(handedOver) {
+		// Connections busy with an RPC move to the successor once it is
+		// answered; idle ones have moved already.
 		deadline := time.Now().Add(grace)
 		for !tg.Idle() && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		close(connsMoved)
-	default:
 	}
 	// No new tickets from here on. Remove the socket only if it is still
 	// ours: on reload the next runner put its own there.
@@ -274,14 +271,12 @@ func serve(s settings) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	select {
-	case <-handedOver:
+	if closed(handedOver) {
 		// nginx closes each keepalive connection once an answer says so;
 		// wait for that rather than close idle ones under its feet.
 		for relayConns.Load() > 0 && ctx.Err() == nil {
 			time.Sleep(10 * time.Millisecond)
 		}
-	default:
 	}
 	// Shutdown refuses new connections at once and waits for in-flight
 	// calls, streams included, up to the grace period.
@@ -291,25 +286,31 @@ func serve(s settings) error {
 	}
 	// The successor forwards calls with this runner's tickets until those
 	// stop coming (APISIX's old workers finish theirs) or APISIX kills us.
-	select {
-	case <-handedOver:
+	if closed(handedOver) {
 		time.Sleep(min(grace, 750*time.Millisecond))
-	default:
 	}
 	if err := privSrv.Shutdown(ctx); err != nil {
 		privSrv.Close()
 	}
 	p.Close()
 	err = <-served
-	select {
-	case <-handedOver:
+	if closed(handedOver) {
 		return nil // the listener was closed on purpose
-	default:
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("relay: %w", err)
 	}
 	return nil
+}
+
+// closed says whether ch has been closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // sameAddr says whether a listener's address is the configured one.

@@ -21,7 +21,7 @@ const childEnv = "AI_PROXY_RUNNER_WORKER"
 // connections, and the two never overlap. So the process APISIX starts
 // (and kills) only supervises: the child gets SIGTERM, serves on until its
 // successor has taken the relay and APISIX's connections over
-// (handoff.go), then exits by itself. If this process dies by any other
+// (package gate), then exits by itself. If this process dies by any other
 // means the child gets SIGTERM too (Pdeathsig).
 func supervise(args []string) int {
 	exe, err := os.Executable()

@@ -40,14 +40,7 @@ func handoffPath(sock string) string { return sock + ".handoff" }
 // PrivateRelayPath is a runner's socket for relay calls forwarded by the
 // other generation.
 func PrivateRelayPath(sock string) string {
-	return fmt.Sprintf("%s/ai-proxy-relay-%d.sock", dirOf(sock), os.Getpid())
-}
-
-func dirOf(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		return p[:i]
-	}
-	return "."
+	return filepath.Join(filepath.Dir(sock), fmt.Sprintf("ai-proxy-relay-%d.sock", os.Getpid()))
 }
 
 // Predecessor is the runner this one replaces, once it handed the relay
@@ -98,14 +91,6 @@ func (p *Predecessor) Ready(adopt func(net.Conn)) {
 // TakeOver asks a running predecessor for its relay listener. It returns
 // (nil, nil, nil) when there is none.
 func TakeOver(sock, ownPrivate string) (net.Listener, *Predecessor, error) {
-	ln, pred, err := takeOverConn(sock, ownPrivate)
-	if err != nil || ln == nil {
-		return nil, nil, err
-	}
-	return ln, pred, nil
-}
-
-func takeOverConn(sock, ownPrivate string) (net.Listener, *Predecessor, error) {
 	c, err := net.DialTimeout("unix", handoffPath(sock), time.Second)
 	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 		return nil, nil, nil // no predecessor: a fresh start
@@ -249,22 +234,10 @@ func (o *Offer) Close() {
 
 // ListenPrivate listens on a unix socket only this user can connect to.
 func ListenPrivate(path string) (*net.UnixListener, os.FileInfo, error) {
-	_ = os.Remove(path)
-	old := syscall.Umask(0o177)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	syscall.Umask(old)
-	if err != nil {
-		return nil, nil, err
-	}
-	ln.SetUnlinkOnClose(false)
-	fi, err := os.Stat(path)
-	if err != nil {
-		ln.Close()
-		return nil, nil, err
-	}
-	return ln, fi, nil
+	return listenUnix(path, 0o600)
 }
 
+// RemoveIfOurs removes path unless another runner has put its own there.
 func RemoveIfOurs(path string, ours os.FileInfo) {
 	if now, err := os.Stat(path); err == nil && os.SameFile(ours, now) {
 		_ = os.Remove(path)
@@ -386,15 +359,28 @@ func alive(pid int) bool {
 	if syscall.Kill(pid, 0) != nil {
 		return false
 	}
+	state, _, ok := procStat(pid)
+	return !ok || state != "Z" // no procfs: trust kill(0)
+}
+
+// procStat reads a process's state and parent from /proc/<pid>/stat.
+func procStat(pid int) (state string, ppid int, ok bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return true // no procfs: trust kill(0)
+		return "", 0, false
 	}
+	// pid (comm) state ppid …: comm may hold spaces and parentheses.
 	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", 0, false
 	}
-	return true
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
 }
 
 // MasterPID reads nginx's master pid from APISIX's socket name,

@@ -13,8 +13,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,7 +58,7 @@ type Gate struct {
 	// send passes an idle APISIX connection to the successor (set by
 	// handOver); nil = close it instead.
 	send    func(*net.UnixConn) error
-	Master  int          // nginx's master pid, 0 when unknown
+	master  int          // nginx's master pid, 0 when unknown
 	refused atomic.Int64 // connections refused by fromAPISIX
 	// spare holds idle connections to the library. The library stops
 	// accepting at SIGTERM, but on reload this runner must serve new APISIX
@@ -98,7 +96,10 @@ func (g *Gate) putInner(c net.Conn) {
 	}
 }
 
-func New(inner string) (*Gate, error) {
+// New makes the gate in front of the library's socket inner. master is
+// nginx's master pid (MasterPID), 0 when unknown: its children, the
+// workers, may connect whatever their user.
+func New(inner string, master int) (*Gate, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -106,7 +107,7 @@ func New(inner string) (*Gate, error) {
 	// In [2^20, 2^31): far from any earlier runner's base, and no wrap for
 	// the tokens one process can issue.
 	base := 1<<20 + binary.BigEndian.Uint32(b[:])%(1<<31-1<<21)
-	g := &Gate{inner: inner, base: base, conns: map[net.Conn]*connState{}, spare: make(chan net.Conn, spareInner)}
+	g := &Gate{inner: inner, base: base, master: master, conns: map[net.Conn]*connState{}, spare: make(chan net.Conn, spareInner)}
 	for range spareInner {
 		g.refill()
 	}
@@ -162,32 +163,13 @@ func (g *Gate) fromAPISIX(c net.Conn) bool {
 	if int(cred.Uid) == os.Getuid() {
 		return true
 	}
-	if g.Master > 0 && parentOf(int(cred.Pid)) == g.Master {
+	if _, ppid, ok := procStat(int(cred.Pid)); ok && g.master > 0 && ppid == g.master {
 		return true
 	}
 	if g.refused.Add(1) <= 10 {
 		fmt.Fprintf(os.Stderr, "ai-proxy-runner: refused a connection on APISIX's socket from pid %d (uid %d): not an APISIX process\n", cred.Pid, cred.Uid)
 	}
 	return false
-}
-
-// parentOf reads a process's parent pid; 0 when unknown.
-func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
 }
 
 // connState says whether a connection is in the middle of an RPC; the lock
@@ -475,10 +457,18 @@ func (f *frameConn) write(ty byte, payload []byte) error {
 }
 
 // Listen listens on APISIX's socket path as the library would, but
-// leaves the file in place on close: on reload the next runner may already
-// own that path. It binds a scratch name and renames it over the path, so
-// a worker dialing during a reload finds either runner, never no socket.
+// leaves the file in place on close (on reload the next runner may already
+// own that path) and never leaves the path without a socket.
 func Listen(path string) (*net.UnixListener, os.FileInfo, error) {
+	// APISIX workers may run as nobody (library issue #24); fromAPISIX
+	// keeps other users out.
+	return listenUnix(path, 0o766)
+}
+
+// listenUnix binds a scratch name, sets its mode, then renames it over
+// path: whoever dials path finds the old socket or this one, never none.
+// The file stays when the listener closes; RemoveIfOurs removes it.
+func listenUnix(path string, mode os.FileMode) (*net.UnixListener, os.FileInfo, error) {
 	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
 	_ = os.Remove(tmp)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
@@ -486,8 +476,7 @@ func Listen(path string) (*net.UnixListener, os.FileInfo, error) {
 		return nil, nil, err
 	}
 	ln.SetUnlinkOnClose(false)
-	// APISIX workers may run as nobody (library issue #24).
-	if err := os.Chmod(tmp, 0o766); err != nil {
+	if err := os.Chmod(tmp, mode); err != nil {
 		ln.Close()
 		return nil, nil, err
 	}

@@ -19,7 +19,7 @@ func reqCall(token uint32) []byte {
 // Only tokens this process issued pass, mapped back to the library's
 // numbering; an earlier runner's small numbers never do.
 func TestTokenGateInward(t *testing.T) {
-	g, err := New("unused")
+	g, err := New("unused", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
