@@ -196,13 +196,13 @@ func checkObject(body []byte) error {
 	if !root.IsObject() {
 		return badRequest("invalid_body", "request body must be a JSON object")
 	}
-	if dup, ok := duplicateKey(root); ok {
+	if dup, ok := DuplicateKey(root); ok {
 		return badRequest("invalid_body", "request body has the key %q more than once", clipKey(dup))
 	}
 	// The relay reads include_usage to know whether the client asked for
 	// the usage event: a second one would hide a stream's usage.
 	if so := root.Get("stream_options"); so.IsObject() {
-		if dup, ok := duplicateKey(so); ok {
+		if dup, ok := DuplicateKey(so); ok {
 			return badRequest("invalid_body", "stream_options has the key %q more than once", clipKey(dup))
 		}
 	}
@@ -210,7 +210,7 @@ func checkObject(body []byte) error {
 }
 
 // duplicateKey returns a key that obj has twice (compared unescaped).
-func duplicateKey(obj gjson.Result) (dup string, found bool) {
+func DuplicateKey(obj gjson.Result) (dup string, found bool) {
 	// A slice, not a map: bodies have a handful of top-level keys.
 	var seen [32]string
 	keys := seen[:0]

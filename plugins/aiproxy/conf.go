@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net/textproto"
-	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -100,20 +99,6 @@ func checkFields(obj gjson.Result, path string) *providers.ConfError {
 	if path != "" {
 		allowed = nestedFields[path]
 	}
-	var keys, unknown []string
-	var dup string
-	dupFound := false
-	obj.ForEach(func(k, _ gjson.Result) bool {
-		name := k.String()
-		if !dupFound && slices.Contains(keys, name) {
-			dup, dupFound = name, true
-		}
-		keys = append(keys, name)
-		if allowed != nil && !allowed[name] {
-			unknown = append(unknown, name)
-		}
-		return true
-	})
 	join := func(k string) string {
 		if k == "" {
 			k = `""`
@@ -123,36 +108,35 @@ func checkFields(obj gjson.Result, path string) *providers.ConfError {
 		}
 		return path + "." + k
 	}
+	type child struct {
+		path string
+		obj  gjson.Result
+	}
+	var unknown []string
+	var children []child
+	obj.ForEach(func(k, v gjson.Result) bool {
+		name := k.String()
+		if allowed != nil && !allowed[name] {
+			unknown = append(unknown, name)
+		}
+		if _, ok := nestedFields[join(name)]; ok && v.IsObject() {
+			children = append(children, child{join(name), v})
+		}
+		return true
+	})
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
 		return &providers.ConfError{Field: join(unknown[0]), Msg: "unknown field"}
 	}
-	if dupFound {
+	if dup, ok := providers.DuplicateKey(obj); ok {
 		return &providers.ConfError{Field: join(dup), Msg: "appears more than once"}
 	}
-	for _, k := range keys {
-		child := join(k)
-		if _, ok := nestedFields[child]; ok {
-			if v := obj.Get(gjsonEscape(k)); v.IsObject() {
-				if err := checkFields(v, child); err != nil {
-					return err
-				}
-			}
+	for _, c := range children {
+		if err := checkFields(c.obj, c.path); err != nil {
+			return err
 		}
 	}
 	return nil
-}
-
-// gjsonEscape makes a key a literal gjson path element.
-func gjsonEscape(k string) string {
-	var b strings.Builder
-	for _, r := range k {
-		if strings.ContainsRune(`.*?|#@\!=<>%`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // ParseConf parses and validates an ai-proxy conf (the JSON value of the
