@@ -59,7 +59,7 @@ func (c *crReader) Read(p []byte) (int, error) {
 			n--
 		}
 	}
-	for i := bytes.IndexByte(p[:n], '\r'); i >= 0 && i < n; {
+	for i := bytes.IndexByte(p[:n], '\r'); i >= 0; {
 		switch {
 		case i == n-1:
 			p[i] = '\n'
