@@ -101,8 +101,7 @@ func realSection(runnerBin string, m *mock, mockURL string, dur time.Duration, s
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	workers := func() []int { return nginxWorkers(inst.MasterPID()) }
-	runnerPIDs := inst.AllRunnerPIDs
+	workers, runnerPIDs := inst.WorkerPIDs, inst.AllRunnerPIDs
 
 	// Two rounds: four columns make each round twice as long as the
 	// double's three.
@@ -287,37 +286,6 @@ func perReq(d time.Duration, n int) string {
 		return ""
 	}
 	return (d / time.Duration(n)).Round(time.Microsecond).String()
-}
-
-// nginxWorkers lists the master's worker processes (not the privileged
-// agent, which runs the runner and no requests).
-func nginxWorkers(master int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.HasPrefix(string(cmd), "nginx: worker process") {
-			continue
-		}
-		var pid int
-		if _, err := fmt.Sscan(e.Name(), &pid); err == nil && ppidOf(pid) == master {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-func ppidOf(pid int) int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	var state string
-	var ppid int
-	fmt.Sscan(s[i+1:], &state, &ppid)
-	return ppid
 }
 
 func cpuOf(pids []int) time.Duration {

@@ -488,6 +488,23 @@ func (i *Instance) RunnerPIDs() []int {
 	return out
 }
 
+// WorkerPIDs lists nginx's worker processes, which serve the requests
+// (not the privileged agent, which runs the runner).
+func (i *Instance) WorkerPIDs() []int {
+	master := i.MasterPID()
+	var out []int
+	for _, p := range procs() {
+		if p.ppid != master || master == 0 {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.pid), "cmdline"))
+		if strings.HasPrefix(string(cmd), "nginx: worker process") {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
 // AllRunnerPIDs lists every live process running RunnerBin: the ones
 // APISIX started and the workers they started, attached or not.
 func (i *Instance) AllRunnerPIDs() []int {
@@ -514,25 +531,34 @@ func procs() []proc {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
+		state, ppid, ok := procStat(pid)
+		if !ok {
 			continue
 		}
-		// pid (comm) state ppid ...: comm may hold spaces and parens.
-		s := string(b)
-		j := strings.LastIndexByte(s, ')')
-		if j < 0 {
-			continue
-		}
-		f := strings.Fields(s[j+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
 		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		out = append(out, proc{pid: pid, ppid: ppid, state: f[0], exe: strings.TrimSuffix(exe, " (deleted)")})
+		out = append(out, proc{pid: pid, ppid: ppid, state: state, exe: strings.TrimSuffix(exe, " (deleted)")})
 	}
 	return out
+}
+
+// procStat reads a process's state and parent from /proc/<pid>/stat.
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parens.
+	s := string(b)
+	j := strings.LastIndexByte(s, ')')
+	if j < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(s[j+1:])
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
 }
 
 // AccessLogPath is APISIX's access log.
@@ -651,13 +677,8 @@ func waitGone(pids []int, wait time.Duration) bool {
 }
 
 func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	j := strings.LastIndexByte(s, ')')
-	return j > 0 && strings.HasPrefix(strings.TrimSpace(s[j+1:]), "Z")
+	state, _, ok := procStat(pid)
+	return !ok || state == "Z"
 }
 
 func freePorts(n int) ([]int, error) {
