@@ -42,6 +42,7 @@ func TestStartupErrors(t *testing.T) {
 		{"bad expire time", []string{"APISIX_LISTEN_ADDRESS=unix:" + sock, "APISIX_CONF_EXPIRE_TIME=soon"}, nil, "APISIX_CONF_EXPIRE_TIME must be a positive number"},
 		{"relay port taken", []string{"APISIX_LISTEN_ADDRESS=unix:" + sock}, []string{"--relay-addr", busy.Addr().String(), "--relay-bind-wait", "0s"}, "relay cannot listen on " + busy.Addr().String()},
 		{"bad log level", []string{"APISIX_LISTEN_ADDRESS=unix:" + sock}, []string{"--log-level", "loud"}, "--log-level"},
+		{"profiles beyond loopback", []string{"APISIX_LISTEN_ADDRESS=unix:" + sock}, []string{"--relay-addr", "127.0.0.1:0", "--pprof-addr", "0.0.0.0:0"}, "--pprof-addr must be a loopback address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

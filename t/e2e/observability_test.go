@@ -127,7 +127,7 @@ func TestCallLogReopenOnSIGHUP(t *testing.T) {
 // GET /metrics counts requests and tokens by provider and model.
 func TestMetrics(t *testing.T) {
 	addr := freeAddr(t)
-	e := newEnv(t, withArgs("--metrics-addr", addr))
+	e := newEnv(t, withArgs("--metrics-addr", addr, "--memory-limit", "123456789"))
 	e.putRoute(t, "openai")
 	body := readAll(t, e.post(t, "/anything", seedMathBody))
 	readAll(t, e.post(t, "/anything", seedMathBody))
@@ -146,6 +146,8 @@ func TestMetrics(t *testing.T) {
 		`ai_proxy_time_to_first_token_seconds_count{provider="openai",stream="false"} 2`,
 		`ai_proxy_streams_in_flight 0`,
 		`ai_proxy_gcp_token_fetches_total 0`,
+		// --memory-limit is the runtime's limit.
+		`go_gc_gomemlimit_bytes 1.23456789e+08`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)
