@@ -103,3 +103,19 @@ func TestTicketMACIsHMAC(t *testing.T) {
 		t.Fatalf("mac %x, want %x", got, want)
 	}
 }
+
+// Confs APISIX stopped using (a route edited or deleted) are dropped once
+// no ticket for them can still be valid.
+func TestConfRegistryDropsUnusedConfs(t *testing.T) {
+	r := newConfRegistry(10 * time.Millisecond)
+	old, cur := ParseConf([]byte(`{"provider":"openai","auth":{}}`)), ParseConf([]byte(`{"provider":"openai","auth":{}}`))
+	r.put(old)
+	time.Sleep(1100 * time.Millisecond) // keep plus the registry's second of slack
+	r.put(cur)
+	if r.get(old.ID) != nil {
+		t.Error("an unused conf was kept")
+	}
+	if r.get(cur.ID) == nil {
+		t.Error("the conf in use was dropped")
+	}
+}
