@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy"
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
 	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
 )
 
@@ -70,23 +72,34 @@ func convertRoute(in []byte, upstreamID string) ([]byte, error) {
 	if !root.IsObject() {
 		return nil, errors.New("input must be a JSON object (an APISIX route)")
 	}
-	conf := root.Get(`plugins.ai-proxy`)
+	single, multi := root.Get(`plugins.ai-proxy`), root.Get(`plugins.ai-proxy-multi`)
+	name, conf := aiproxy.Name, single
+	switch {
+	case single.Exists() && multi.Exists():
+		return nil, errors.New("the route has both ai-proxy and ai-proxy-multi; keep one")
+	case multi.Exists():
+		name, conf = aiproxy.MultiName, multi
+	}
 	if !conf.IsObject() {
-		return nil, errors.New(`the route has no "plugins": {"ai-proxy": {...}} object to convert`)
+		return nil, errors.New(`the route has no "plugins": {"ai-proxy": {...}} or {"ai-proxy-multi": {...}} object to convert`)
 	}
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, []byte(conf.Raw)); err != nil {
 		return nil, err
 	}
-	if c := aiproxy.ParseConf(compact.Bytes()); c.Err != nil && !credentialsFromEnv(c.Err) {
-		return nil, fmt.Errorf("plugins.ai-proxy: %v", c.Err)
+	c := aiproxy.ParseConf(compact.Bytes())
+	if name == aiproxy.MultiName {
+		c = aiproxy.ParseMultiConf(compact.Bytes(), balance.NewRegistry())
+	}
+	if c.Err != nil && !credentialsFromEnv(c.Err) {
+		return nil, fmt.Errorf("plugins.%s: %v", name, c.Err)
 	}
 	if upstreamID == "" {
 		return nil, errors.New("--upstream-id must not be empty")
 	}
 
-	entry, _ := json.Marshal(map[string]string{"name": aiproxy.Name, "value": compact.String()})
-	out, err := sjson.DeleteBytes(in, `plugins.ai-proxy`)
+	entry, _ := json.Marshal(map[string]string{"name": name, "value": compact.String()})
+	out, err := sjson.DeleteBytes(in, `plugins.`+name)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +133,7 @@ func convertRoute(in []byte, upstreamID string) ([]byte, error) {
 // credentialsFromEnv tells a vertex-ai conf that relies on the runner's
 // GCP_SERVICE_ACCOUNT: valid, though this machine may not have it set.
 func credentialsFromEnv(err *providers.ConfError) bool {
-	return err.Field == "auth.gcp.service_account_json" && err.Msg == providers.MsgServiceAccountRequired
+	return strings.HasSuffix(err.Field, "auth.gcp.service_account_json") && err.Msg == providers.MsgServiceAccountRequired
 }
 
 // stripLineComments drops // comments outside strings, so a route pasted

@@ -29,6 +29,7 @@ import (
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/cmd/ai-proxy-runner/gate"
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy"
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxymulti"
 )
 
 const defaultRelayAddr = "127.0.0.1:9881"
@@ -161,9 +162,11 @@ func serve(s settings) error {
 		defer stop()
 	}
 	p := aiproxy.New(opts)
-	if err := plugin.RegisterPlugin(p); err != nil {
-		ln.Close()
-		return err
+	for _, pl := range []plugin.Plugin{p, aiproxymulti.New(p)} {
+		if err := plugin.RegisterPlugin(pl); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	peer := &gate.Peers{}
 	if pred != nil {

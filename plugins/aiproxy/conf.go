@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
 	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
 )
 
@@ -33,14 +34,21 @@ const (
 	bufferedResponseCap = 64 << 20
 )
 
-// Conf is one parsed ai-proxy route conf. It is built once per conf token
-// and shared by every request of that route.
+// Conf is one parsed ai-proxy or ai-proxy-multi route conf. It is built
+// once per conf token and shared by every request of that route.
 type Conf struct {
-	ID           confID
-	ProviderName string
-	Provider     providers.Provider
-	// RouteModel is options.model: the model the route forces, if any.
-	RouteModel string
+	ID confID
+	// Plugin is the plugin the conf belongs to, for errors and logs.
+	Plugin string
+	// Instances are the provider targets: one for ai-proxy, in conf
+	// order for ai-proxy-multi.
+	Instances []*Instance
+	// Pool chooses among Instances (ai-proxy-multi); nil = Instances[0].
+	Pool     *balance.Pool
+	Fallback Fallback
+	// Hash is how the pre-req filter finds the chash key; nil for other
+	// balancers.
+	Hash *HashKey
 
 	Timeout          time.Duration // whole non-stream call; wait for a stream's first event
 	MaxReqBodySize   int64
@@ -63,42 +71,88 @@ type Conf struct {
 	Err *providers.ConfError
 }
 
-type confID [16]byte
-
-// knownFields is the ai-proxy schema's top level. Unknown fields are errors:
-// a misspelt "override" would otherwise send the route's key to the
-// provider's default host.
-var knownFields = map[string]bool{
-	"provider": true, "auth": true, "options": true, "override": true,
-	"provider_conf": true, "timeout": true, "keepalive": true,
-	"keepalive_timeout": true, "keepalive_pool": true, "ssl_verify": true,
-	"logging": true, "max_req_body_size": true, "max_response_bytes": true,
-	"max_stream_duration_ms": true, "stream_idle_timeout_ms": true,
+// Instance is one provider target: a provider, its credentials and options.
+type Instance struct {
+	Name         string // "" for ai-proxy
+	ProviderName string
+	Provider     providers.Provider
+	// RouteModel is options.model: the model the instance forces, if any.
+	RouteModel string
+	health     *balance.Health
 }
 
-// nestedFields are the schema's inner objects and their fields; a nil set
-// is a free-form map (header names, body options). As APISIX's schemas
-// (additionalProperties: false), a misspelt field is an error: a silently
-// ignored override.endpont sends the route's key to the default host.
-var nestedFields = map[string]map[string]bool{
-	"auth":          {"header": true, "query": true, "gcp": true},
-	"auth.gcp":      {"service_account_json": true, "expire_early_secs": true, "max_ttl": true},
+type confID [16]byte
+
+// Field sets of the schemas. Unknown fields are errors, as APISIX's
+// schemas (additionalProperties: false) make them: a misspelt "override"
+// would otherwise send the route's key to the provider's default host.
+var (
+	instanceFields = []string{"provider", "auth", "options", "override", "provider_conf"}
+	sharedFields   = []string{
+		"timeout", "keepalive", "keepalive_timeout", "keepalive_pool", "ssl_verify",
+		"logging", "max_req_body_size", "max_response_bytes", "max_stream_duration_ms",
+		"stream_idle_timeout_ms", "streaming_flush_interval_ms",
+	}
+	multiFields = []string{
+		"instances", "balancer", "fallback_strategy", "fallback_http_statuses",
+		"max_retries", "retry_on_failure_within_ms",
+	}
+	multiInstanceFields = []string{"name", "priority", "weight", "models", "checks"}
+)
+
+func fieldSet(lists ...[]string) map[string]bool {
+	m := map[string]bool{}
+	for _, l := range lists {
+		for _, f := range l {
+			m[f] = true
+		}
+	}
+	return m
+}
+
+// schema maps an object's path (relative to where checking starts; "" is
+// that object) to its allowed fields; a nil set is a free-form map (header
+// names, body options). Paths not listed are not descended into.
+type schema map[string]map[string]bool
+
+// instanceObjects are the objects inside a provider target.
+var instanceObjects = schema{
+	"auth":          fieldSet([]string{"header", "query", "gcp"}),
+	"auth.gcp":      fieldSet([]string{"service_account_json", "expire_early_secs", "max_ttl"}),
 	"auth.header":   nil,
 	"auth.query":    nil,
 	"options":       nil,
-	"override":      {"endpoint": true},
-	"provider_conf": {"project_id": true, "region": true},
-	"logging":       {"summaries": true, "payloads": true},
+	"override":      fieldSet([]string{"endpoint"}),
+	"provider_conf": fieldSet([]string{"project_id", "region"}),
+	"logging":       fieldSet([]string{"summaries", "payloads"}),
 }
+
+func extend(base schema, top map[string]bool, more schema) schema {
+	s := schema{"": top}
+	for k, v := range base {
+		s[k] = v
+	}
+	for k, v := range more {
+		s[k] = v
+	}
+	return s
+}
+
+var (
+	aiProxySchema = extend(instanceObjects, fieldSet(instanceFields, sharedFields), nil)
+	multiSchema   = schema{
+		"":         fieldSet(sharedFields, multiFields),
+		"logging":  instanceObjects["logging"],
+		"balancer": fieldSet([]string{"algorithm", "hash_on", "key"}),
+	}
+	multiInstanceSchema = extend(instanceObjects, fieldSet(instanceFields, multiInstanceFields), nil)
+)
 
 // checkFields rejects unknown and repeated fields in obj (at path) and in
 // the schema's objects below it. Repeated keys are ambiguous: JSON decoders
-// disagree on which one counts.
-func checkFields(obj gjson.Result, path string) *providers.ConfError {
-	allowed := knownFields
-	if path != "" {
-		allowed = nestedFields[path]
-	}
+// disagree on which one counts. prefix names obj in errors.
+func checkFields(obj gjson.Result, s schema, path, prefix string) *providers.ConfError {
+	allowed := s[path]
 	join := func(k string) string {
 		if k == "" {
 			k = `""`
@@ -119,20 +173,20 @@ func checkFields(obj gjson.Result, path string) *providers.ConfError {
 		if allowed != nil && !allowed[name] {
 			unknown = append(unknown, name)
 		}
-		if _, ok := nestedFields[join(name)]; ok && v.IsObject() {
+		if _, ok := s[join(name)]; ok && v.IsObject() {
 			children = append(children, child{join(name), v})
 		}
 		return true
 	})
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return &providers.ConfError{Field: join(unknown[0]), Msg: "unknown field"}
+		return &providers.ConfError{Field: prefix + join(unknown[0]), Msg: "unknown field"}
 	}
 	if dup, ok := providers.DuplicateKey(obj); ok {
-		return &providers.ConfError{Field: join(dup), Msg: "appears more than once"}
+		return &providers.ConfError{Field: prefix + join(dup), Msg: "appears more than once"}
 	}
 	for _, c := range children {
-		if err := checkFields(c.obj, c.path); err != nil {
+		if err := checkFields(c.obj, s, c.path, prefix); err != nil {
 			return err
 		}
 	}
@@ -141,37 +195,80 @@ func checkFields(obj gjson.Result, path string) *providers.ConfError {
 
 // ParseConf parses and validates an ai-proxy conf (the JSON value of the
 // ext-plugin conf entry). It always returns a Conf; an invalid one carries
-// Err and no provider.
+// Err and no instance.
 func ParseConf(in []byte) *Conf {
-	c := &Conf{}
+	c := newConf(Name)
+	root, err := parseRoot(in, aiProxySchema)
+	if err == nil {
+		err = c.parseSingle(root)
+	}
+	if err != nil {
+		c.Err, c.Instances = err, nil
+	}
+	return c
+}
+
+func newConf(plugin string) *Conf {
+	c := &Conf{Plugin: plugin}
 	// One id per parsed conf, i.e. per APISIX conf token: each token is one
 	// route version, so the relay can tell routes apart even when two
 	// carry the same conf.
 	if _, err := rand.Read(c.ID[:]); err != nil {
 		panic("ai-proxy: no randomness for conf ids: " + err.Error())
 	}
-	if err := c.parse(in); err != nil {
-		c.Err = err
-	}
 	return c
 }
 
-func (c *Conf) parse(in []byte) *providers.ConfError {
+func parseRoot(in []byte, s schema) (gjson.Result, *providers.ConfError) {
 	if !gjson.ValidBytes(in) {
-		return &providers.ConfError{Field: "conf", Msg: "is not valid JSON"}
+		return gjson.Result{}, &providers.ConfError{Field: "conf", Msg: "is not valid JSON"}
 	}
 	root := gjson.ParseBytes(in)
 	if !root.IsObject() {
-		return &providers.ConfError{Field: "conf", Msg: "must be a JSON object"}
+		return root, &providers.ConfError{Field: "conf", Msg: "must be a JSON object"}
 	}
-	if err := checkFields(root, ""); err != nil {
-		return err
-	}
+	return root, checkFields(root, s, "", "")
+}
 
-	v := validator{root: root}
-	c.ProviderName = v.str("provider", true)
-	if m := root.Get("options.model"); m.Type == gjson.String {
-		c.RouteModel = m.Str
+func (c *Conf) parseSingle(root gjson.Result) *providers.ConfError {
+	v := &validator{root: root}
+	c.parseShared(v)
+	inst := parseInstance(v)
+	if v.err != nil {
+		return v.err
+	}
+	c.Instances = []*Instance{inst}
+	return nil
+}
+
+// parseShared reads the fields every route has, whatever its instances.
+func (c *Conf) parseShared(v *validator) {
+	v.object("logging", false)
+	c.Timeout = v.millis("timeout", 1, defaultTimeout)
+	c.Keepalive = v.boolean("keepalive", true)
+	c.KeepaliveTimeout = v.millis("keepalive_timeout", 1000, defaultKeepaliveTimeout)
+	c.KeepalivePool = v.intOr("keepalive_pool", 1, defaultKeepalivePool)
+	c.SSLVerify = v.boolean("ssl_verify", true)
+	// Summaries are on unless a route turns them off: every call gets its
+	// log line by default.
+	c.LogSummaries = v.boolean("logging.summaries", true)
+	c.LogPayloads = v.boolean("logging.payloads", false)
+	c.MaxReqBodySize = int64(v.intOr("max_req_body_size", 1, defaultMaxReqBody))
+	c.MaxResponseBytes = int64(v.intOr("max_response_bytes", 0, 0))
+	c.MaxStreamTime = v.millis("max_stream_duration_ms", 0, 0)
+	c.StreamIdle = v.millis("stream_idle_timeout_ms", 0, defaultStreamIdle)
+	// The relay writes every event as it arrives, which is what APISIX's
+	// streaming_flush_interval_ms: 0 asks for; the field is accepted so
+	// routes copy over, and checked.
+	v.intOr("streaming_flush_interval_ms", 0, 0)
+}
+
+// parseInstance reads a provider target from v's root: ai-proxy's top
+// level or one ai-proxy-multi instance. It returns nil when v has an error.
+func parseInstance(v *validator) *Instance {
+	inst := &Instance{ProviderName: v.str("provider", true)}
+	if m := v.get("options.model"); m.Type == gjson.String {
+		inst.RouteModel = m.Str
 	}
 	pc := providers.Config{
 		Endpoint: v.str("override.endpoint", false),
@@ -186,7 +283,6 @@ func (c *Conf) parse(in []byte) *providers.ConfError {
 	v.object("auth", true)
 	v.object("override", false)
 	v.object("provider_conf", false)
-	v.object("logging", false)
 	if v.object("auth.gcp", false) {
 		pc.GCP = &providers.GCPAuth{ServiceAccountJSON: v.str("auth.gcp.service_account_json", false)}
 		if n, ok := v.integer("auth.gcp.expire_early_secs", 0); ok {
@@ -196,44 +292,34 @@ func (c *Conf) parse(in []byte) *providers.ConfError {
 			pc.GCP.MaxTTL = &n
 		}
 	}
-	c.Timeout = v.millis("timeout", 1, defaultTimeout)
-	c.Keepalive = v.boolean("keepalive", true)
-	c.KeepaliveTimeout = v.millis("keepalive_timeout", 1000, defaultKeepaliveTimeout)
-	c.KeepalivePool = v.intOr("keepalive_pool", 1, defaultKeepalivePool)
-	c.SSLVerify = v.boolean("ssl_verify", true)
-	// Summaries are on unless a route turns them off: every call gets its
-	// log line by default.
-	c.LogSummaries = v.boolean("logging.summaries", true)
-	c.LogPayloads = v.boolean("logging.payloads", false)
-	c.MaxReqBodySize = int64(v.intOr("max_req_body_size", 1, defaultMaxReqBody))
-	c.MaxResponseBytes = int64(v.intOr("max_response_bytes", 0, 0))
-	c.MaxStreamTime = v.millis("max_stream_duration_ms", 0, 0)
-	c.StreamIdle = v.millis("stream_idle_timeout_ms", 0, defaultStreamIdle)
 	if v.err != nil {
-		return v.err
+		return nil
 	}
-
-	p, err := providers.New(c.ProviderName, pc)
+	p, err := providers.New(inst.ProviderName, pc)
 	if err != nil {
 		if ce, ok := err.(*providers.ConfError); ok {
-			return ce
+			v.fail(ce.Field, "%s", ce.Msg)
+		} else {
+			v.fail("provider", "%s", err.Error())
 		}
-		return &providers.ConfError{Field: "provider", Msg: err.Error()}
+		return nil
 	}
-	c.Provider = p
-	return nil
+	inst.Provider = p
+	return inst
 }
 
 // validator reads typed fields and keeps the first error, which names the
 // field by its dotted path.
 type validator struct {
 	root gjson.Result
-	err  *providers.ConfError
+	// prefix names root in errors ("instances[1].").
+	prefix string
+	err    *providers.ConfError
 }
 
 func (v *validator) fail(field, format string, args ...any) {
 	if v.err == nil {
-		v.err = &providers.ConfError{Field: field, Msg: fmt.Sprintf(format, args...)}
+		v.err = &providers.ConfError{Field: v.prefix + field, Msg: fmt.Sprintf(format, args...)}
 	}
 }
 

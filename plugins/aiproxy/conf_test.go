@@ -50,7 +50,7 @@ func TestParseConf(t *testing.T) {
 			switch {
 			case tt.wantField == "" && c.Err != nil:
 				t.Fatalf("unexpected error: %v", c.Err)
-			case tt.wantField == "" && c.Provider == nil:
+			case tt.wantField == "" && len(c.Instances) != 1:
 				t.Fatal("valid conf without provider")
 			case tt.wantField != "" && c.Err == nil:
 				t.Fatalf("accepted; want an error naming %q", tt.wantField)

@@ -16,8 +16,8 @@ func FuzzParseConf(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := ParseConf(in)
-		if (c.Err == nil) == (c.Provider == nil) {
-			t.Fatalf("conf %q: err %v, provider %v", in, c.Err, c.Provider)
+		if (c.Err == nil) != (len(c.Instances) == 1) {
+			t.Fatalf("conf %q: err %v, instances %d", in, c.Err, len(c.Instances))
 		}
 		if c.Err != nil && c.Err.Field == "" {
 			t.Fatalf("error names no field: %v", c.Err)

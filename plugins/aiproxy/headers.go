@@ -17,6 +17,11 @@ const (
 	HeaderPromptTokens     = "X-LLM-Prompt-Tokens"
 	HeaderCompletionTokens = "X-LLM-Completion-Tokens"
 	HeaderTotalTokens      = "X-LLM-Total-Tokens"
+	// ai-proxy-multi: the instance that answered, how many instances the
+	// call tried, and why it last moved on.
+	HeaderInstance       = "X-LLM-Instance"
+	HeaderAttempts       = "X-LLM-Attempts"
+	HeaderFallbackReason = "X-LLM-Fallback-Reason"
 	// HeaderCallID joins an access-log line to the runner's call-log line:
 	// stock APISIX has no route or request id that both can see.
 	HeaderCallID = "X-LLM-Call-Id"
@@ -36,7 +41,7 @@ var hopByHop = []string{
 // headers, which belong to the gateway's own site and clients;
 // Accept-Encoding, because the relay reads answers.
 var notForwarded = []string{
-	TicketHeader, "Host", "Content-Length", "Accept-Encoding",
+	TicketHeader, HashHeader, "Host", "Content-Length", "Accept-Encoding",
 	"Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key", "Cookie",
 	"Openai-Organization", "Openai-Project", "X-Goog-User-Project",
 	"Anthropic-Organization",
@@ -97,6 +102,7 @@ func copyHeaders(dst, src http.Header, drop map[string]bool) {
 func setLLMHeaders(h http.Header, c *call, withUsage bool) {
 	h.Set(HeaderCallID, c.id)
 	h.Set(HeaderProvider, c.provider)
+	setInstanceHeaders(h, c)
 	if c.requestModel != "" {
 		h.Set(HeaderRequestModel, c.requestModel)
 	}
@@ -110,5 +116,16 @@ func setLLMHeaders(h http.Header, c *call, withUsage bool) {
 		h.Set(HeaderPromptTokens, strconv.FormatInt(c.obs.Usage.Prompt, 10))
 		h.Set(HeaderCompletionTokens, strconv.FormatInt(c.obs.Usage.Completion, 10))
 		h.Set(HeaderTotalTokens, strconv.FormatInt(c.obs.Usage.Total, 10))
+	}
+}
+
+func setInstanceHeaders(h http.Header, c *call) {
+	if c.inst == nil || c.inst.Name == "" {
+		return
+	}
+	h.Set(HeaderInstance, c.inst.Name)
+	h.Set(HeaderAttempts, strconv.Itoa(c.tries))
+	if c.fallbackReason != "" {
+		h.Set(HeaderFallbackReason, c.fallbackReason)
 	}
 }

@@ -55,6 +55,9 @@ func (p *Plugin) logCall(r *http.Request, c *call) {
 			zap.Int64("cached_tokens", u.Cached),
 			zap.Int64("reasoning_tokens", u.Reasoning))
 	}
+	if c.inst != nil && c.inst.Name != "" {
+		fields = append(fields, zap.String("instance", c.inst.Name), zap.Array("attempts", attemptsField(c.attempts)))
+	}
 	if c.stream && c.status/100 == 2 {
 		fields = append(fields, zap.Bool("stream_done", c.sawDone))
 	}
@@ -107,4 +110,23 @@ func (g *callIDs) next() string {
 	var buf [32]byte
 	out := append(buf[:0], g.prefix...)
 	return string(strconv.AppendUint(out, g.n.Add(1), 36))
+}
+
+// attemptsField logs each attempt as an object.
+type attemptsField []attemptLog
+
+func (as attemptsField) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for _, a := range as {
+		_ = enc.AppendObject(zapcore.ObjectMarshalerFunc(func(o zapcore.ObjectEncoder) error {
+			o.AddString("instance", a.instance)
+			o.AddString("provider", a.provider)
+			o.AddInt("status", a.status)
+			o.AddInt64("duration_ms", a.duration.Milliseconds())
+			if a.reason != "" {
+				o.AddString("reason", a.reason)
+			}
+			return nil
+		}))
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
 	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
 )
 
@@ -19,6 +20,33 @@ type Metrics struct {
 	ttft     *prometheus.HistogramVec
 	duration *prometheus.HistogramVec
 	streams  prometheus.Gauge
+	attempts *prometheus.CounterVec
+	// instanceNames bounds the instance label as models bounds model.
+	instanceNames modelLabels
+	stateDesc     *prometheus.Desc
+	// states walks the live ai-proxy-multi instances (set by the plugin).
+	states func(func(route, instance string, s balance.State))
+}
+
+// instanceStates is the breaker-state gauge, read from the live confs at
+// scrape time so it is never stale and holds only configured instances.
+type instanceStates struct{ m *Metrics }
+
+func (c instanceStates) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.stateDesc }
+
+func (c instanceStates) Collect(ch chan<- prometheus.Metric) {
+	if c.m.states == nil {
+		return
+	}
+	c.m.states(func(route, instance string, s balance.State) {
+		for _, st := range []balance.State{balance.Healthy, balance.Cooling, balance.Trial} {
+			v := 0.0
+			if st == s {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.m.stateDesc, prometheus.GaugeValue, v, route, instance, st.String())
+		}
+	})
 }
 
 // NewMetrics registers the series with reg.
@@ -40,8 +68,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ai_proxy_streams_in_flight", Help: "Streams being relayed now.",
 		}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ai_proxy_instance_attempts_total", Help: "ai-proxy-multi attempts by instance and result (ok, or why it failed).",
+		}, []string{"instance", "provider", "result"}),
 	}
-	reg.MustRegister(m.requests, m.tokens, m.ttft, m.duration, m.streams,
+	m.stateDesc = prometheus.NewDesc("ai_proxy_instance_state",
+		"ai-proxy-multi instance breaker state: 1 for the state it is in (healthy, cooling, trial).",
+		[]string{"route", "instance", "state"}, nil)
+	reg.MustRegister(m.requests, m.tokens, m.ttft, m.duration, m.streams, m.attempts, instanceStates{m},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "ai_proxy_gcp_token_fetches_total", Help: "Access-token requests to Google token endpoints.",
 		}, func() float64 { f, _ := providers.TokenFetches(); return float64(f) }),
@@ -50,6 +84,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, func() float64 { _, f := providers.TokenFetches(); return float64(f) }),
 	)
 	return m
+}
+
+// attempt counts one ai-proxy-multi attempt.
+func (m *Metrics) attempt(c *call, a *attemptLog) {
+	if m == nil || a.instance == "" {
+		return
+	}
+	result := a.reason
+	if result == "" {
+		result = "ok"
+	} else if i := strings.IndexByte(result, ' '); i > 0 {
+		result = result[:i] // drop the note on why it did not move on
+	}
+	m.attempts.WithLabelValues(m.instanceNames.bound(a.instance), c.provider, result).Inc()
 }
 
 func (m *Metrics) streamStarted() {
@@ -101,15 +149,22 @@ type modelLabels struct {
 
 func (l *modelLabels) label(c *call) string {
 	model := c.obs.Model
-	if model == "" && c.conf != nil {
-		model = c.conf.RouteModel
+	if model == "" && c.inst != nil {
+		model = c.inst.RouteModel
 	}
 	if model == "" {
 		return "unknown"
 	}
-	if len(model) > maxModelLabel {
-		model = strings.ToValidUTF8(model[:maxModelLabel], "")
+	return l.bound(model)
+}
+
+// bound returns s as a label: cut to maxModelLabel bytes, and "other" once
+// maxModels distinct ones are in use.
+func (l *modelLabels) bound(s string) string {
+	if len(s) > maxModelLabel {
+		s = strings.ToValidUTF8(s[:maxModelLabel], "")
 	}
+	model := s
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.seen == nil {

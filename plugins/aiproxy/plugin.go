@@ -6,12 +6,17 @@ package aiproxy
 import (
 	"encoding/json"
 	"net/http"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	pkgHTTP "github.com/apache/apisix-go-plugin-runner/pkg/http"
 	"github.com/apache/apisix-go-plugin-runner/pkg/plugin"
 	"go.uber.org/zap"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
 )
 
 // Name is the plugin name routes use in their ext-plugin-pre-req conf.
@@ -30,6 +35,9 @@ type Plugin struct {
 	transports *transports
 	callIDs    *callIDs
 	bodies     byteBudget
+	// health is shared by every ai-proxy-multi conf: one breaker per
+	// upstream identity in the whole process.
+	health *balance.Registry
 }
 
 // Options are the plugin's outputs.
@@ -53,7 +61,7 @@ func New(o Options) *Plugin {
 	if o.Calls == nil {
 		o.Calls = o.Log
 	}
-	return &Plugin{
+	p := &Plugin{
 		log:        o.Log,
 		calls:      o.Calls,
 		metrics:    o.Metrics,
@@ -62,7 +70,12 @@ func New(o Options) *Plugin {
 		transports: newTransports(),
 		callIDs:    newCallIDs(),
 		bodies:     byteBudget{limit: o.MaxBodyBytesInFlight},
+		health:     balance.NewRegistry(),
 	}
+	if o.Metrics != nil {
+		o.Metrics.states = p.instanceStates
+	}
+	return p
 }
 
 // Name implements plugin.Plugin.
@@ -73,23 +86,36 @@ func (p *Plugin) Name() string { return Name }
 // unproxied, so an invalid conf is returned as a Conf that answers every
 // request of its route with the error instead.
 func (p *Plugin) ParseConf(in []byte) (any, error) {
-	c := ParseConf(in)
+	return p.checked(ParseConf(in)), nil
+}
+
+// ParseMultiConf parses an ai-proxy-multi conf for the relay.
+func (p *Plugin) ParseMultiConf(in []byte) *Conf {
+	return p.checked(ParseMultiConf(in, p.health))
+}
+
+func (p *Plugin) checked(c *Conf) *Conf {
 	if c.Err != nil {
 		// The conf holds credentials: log the field, never the value.
-		p.log.Warn("invalid ai-proxy conf", zap.String("field", c.Err.Field), zap.String("error", c.Err.Msg))
+		p.log.Warn("invalid "+c.Plugin+" conf", zap.String("field", c.Err.Field), zap.String("error", c.Err.Msg))
 	}
-	return c, nil
+	return c
 }
 
 // RequestFilter implements plugin.Plugin: a valid conf sends the request on
 // to the relay with a ticket naming that conf; an invalid one stops it.
 func (p *Plugin) RequestFilter(conf any, w http.ResponseWriter, r pkgHTTP.Request) {
+	p.Filter(conf, w, r)
+}
+
+// Filter is the pre-req filter of both plugins.
+func (p *Plugin) Filter(conf any, w http.ResponseWriter, r pkgHTTP.Request) {
 	c, ok := conf.(*Conf)
 	if !ok || c.Err != nil {
-		msg := "ai-proxy conf is invalid"
+		msg := "conf is invalid"
 		param := ""
 		if ok {
-			msg = "invalid ai-proxy conf: " + c.Err.Error()
+			msg = "invalid " + c.Plugin + " conf: " + c.Err.Error()
 			param = c.Err.Field
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -106,7 +132,75 @@ func (p *Plugin) RequestFilter(conf any, w http.ResponseWriter, r pkgHTTP.Reques
 		}
 	}
 	p.confs.put(c)
+	if c.Hash != nil {
+		r.Header().Set(HashHeader, strconv.FormatUint(balance.HashKey(hashText(c.Hash, r)), 16))
+	}
 	r.Header().Set(TicketHeader, p.tickets.mint(c.ID))
+}
+
+// hashText is the chash key of a request. Variables and the consumer cost
+// a round trip to APISIX each; headers and cookies come with the request.
+func hashText(h *HashKey, r pkgHTTP.Request) string {
+	variable := func(name string) string {
+		v, err := r.Var(name)
+		if err != nil {
+			return ""
+		}
+		return string(v)
+	}
+	switch h.On {
+	case "header":
+		return r.Header().Get(h.Key)
+	case "cookie":
+		hr := http.Request{Header: http.Header{"Cookie": {r.Header().Get("Cookie")}}}
+		if ck, err := hr.Cookie(h.Key); err == nil {
+			return ck.Value
+		}
+		return ""
+	case "consumer":
+		return variable("consumer_name")
+	case "vars_combinations":
+		var b strings.Builder
+		for _, name := range h.vars {
+			b.WriteString(variable(name))
+			b.WriteByte(0)
+		}
+		return b.String()
+	}
+	return variable(h.Key)
+}
+
+// instanceStates walks the ai-proxy-multi instances of the live confs, the
+// newest conf of a route first, each (route, instance) once.
+func (p *Plugin) instanceStates(f func(route, instance string, s balance.State)) {
+	type live struct {
+		conf *Conf
+		used time.Time
+	}
+	var confs []live
+	p.confs.mu.RLock()
+	for _, e := range p.confs.entries {
+		if e.conf.Pool != nil {
+			confs = append(confs, live{e.conf, e.lastUsed})
+		}
+	}
+	p.confs.mu.RUnlock()
+	sort.Slice(confs, func(i, j int) bool { return confs[i].used.After(confs[j].used) })
+	seen := map[[2]string]bool{}
+	now := time.Now()
+	for _, l := range confs {
+		route := ""
+		if id := l.conf.routeID.Load(); id != nil {
+			route = *id
+		}
+		for _, inst := range l.conf.Instances {
+			k := [2]string{route, inst.Name}
+			if !seen[k] {
+				seen[k] = true
+				f(route, inst.Name, inst.health.State(now))
+			}
+		}
+	}
 }
 
 // Owns says whether r carries a ticket this process minted for a conf it

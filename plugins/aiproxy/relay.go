@@ -25,6 +25,7 @@ type call struct {
 	id           string
 	start        time.Time
 	conf         *Conf
+	inst         *Instance // the instance of the current attempt
 	provider     string
 	api          providers.API
 	requestModel string
@@ -41,6 +42,11 @@ type call struct {
 	errMsg   string
 	// sawDone is false for a stream that ended without [DONE].
 	sawDone bool
+	// attempts are the instances tried, in order; tries counts them while
+	// the last one runs (headers go out before it is logged).
+	attempts       []attemptLog
+	tries          int
+	fallbackReason string // why the call last moved on to another instance
 	// reqBody and respBody are kept for the call log when the route's
 	// logging.payloads is on.
 	reqBody, respBody []byte
@@ -72,6 +78,7 @@ func (c *call) fail(w http.ResponseWriter, status int, kind, msg string) {
 	if c.provider != "" {
 		h.Set(HeaderProvider, c.provider)
 	}
+	setInstanceHeaders(h, c)
 	w.WriteHeader(status)
 	_, _ = w.Write(errorBody(msg, kind, ""))
 }
@@ -92,7 +99,9 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, http.StatusForbidden, "invalid_ticket", err.Error()+"; the relay serves only requests sent by APISIX through an ai-proxy route")
 		return
 	}
-	c.provider = c.conf.ProviderName
+	if len(c.conf.Instances) == 1 {
+		c.provider = c.conf.Instances[0].ProviderName
+	}
 	// Chat and embeddings are POSTs; the relay would send anything as one.
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -121,27 +130,15 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, status, "invalid_request", err.Error())
 		return
 	}
-	out, err := c.conf.Provider.Prepare(body)
-	if err != nil {
-		status, kind := http.StatusBadRequest, "invalid_request"
-		var pe *providers.Error
-		if errors.As(err, &pe) {
-			status, kind = pe.Status, pe.Code
-		}
-		c.fail(w, status, kind, err.Error())
-		return
-	}
-	c.api, c.stream, c.usageAdded = out.API, out.Stream, out.UsageAdded
-	// The request model is what the client asked for; the route's options
-	// may have replaced it (the upstream model is in the log's "model").
-	c.requestModel = out.Model
 	if m := gjson.GetBytes(body, "model"); m.Type == gjson.String {
+		// The request model is what the client asked for; options may
+		// replace it upstream (the upstream model is in the log's "model").
 		c.requestModel = m.Str
 	}
 	if c.conf.LogPayloads {
 		c.reqBody = body
 	}
-	p.forward(w, r, c, out)
+	p.attempt(w, r, c, body)
 }
 
 // readBody reads the client's JSON body, refusing more than limit bytes.
@@ -227,7 +224,29 @@ func (d *deadline) stop() {
 	}
 }
 
-func (p *Plugin) forward(w http.ResponseWriter, r *http.Request, c *call, out *providers.Outbound) {
+// outcome is how one attempt ended. Unless written, nothing reached the
+// client yet: the caller may answer with it or try another instance.
+type outcome struct {
+	written bool
+	status  int         // the upstream's answer status; 0 when none came
+	header  http.Header // the answer's headers (rate limits)
+	body    *bytes.Buffer
+	err     error  // the upstream call failed
+	limit   string // the conf limit that fired, if any
+}
+
+// free returns a held answer's buffer.
+func (o *outcome) free() {
+	putBuffer(o.body)
+	o.body = nil
+}
+
+// errInvalidAnswer is an upstream answer the relay cannot hand over.
+type errInvalidAnswer struct{ msg string }
+
+func (e errInvalidAnswer) Error() string { return e.msg }
+
+func (p *Plugin) forward(w http.ResponseWriter, r *http.Request, c *call, out *providers.Outbound) outcome {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	dl := &deadline{cancel: cancel}
@@ -240,38 +259,37 @@ func (p *Plugin) forward(w http.ResponseWriter, r *http.Request, c *call, out *p
 		c.upstreamHost = u.Host
 	}
 	if len(out.Parts) > 0 {
-		p.fanOut(ctx, w, r, c, dl, out)
-		return
+		return p.fanOut(ctx, w, r, c, dl, out)
 	}
 
 	sent := time.Now()
 	resp, err := p.send(ctx, r, c, out.URL, out.Body)
 	if err != nil {
-		p.failUpstream(w, r, c, dl, err)
-		return
+		return outcome{err: err, limit: dl.which()}
 	}
 	defer resp.Body.Close()
 	// The relay asks for no encoding (it reads answers); one it did not ask
 	// for cannot be read or relayed as it claims to be.
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		dl.stop()
-		c.fail(w, http.StatusBadGateway, "upstream_invalid_response", fmt.Sprintf("%s answered with Content-Encoding %.32q, which the relay did not ask for", c.provider, ce))
-		return
+		return outcome{header: resp.Header, err: errInvalidAnswer{fmt.Sprintf("%s answered with Content-Encoding %.32q, which the relay did not ask for", c.provider, ce)}}
 	}
 
 	if c.stream && out.Convert == nil && resp.StatusCode/100 == 2 && isEventStream(resp.Header) {
-		p.stream(w, r, c, dl, firstByte, resp, sent)
-		return
+		return p.stream(w, r, c, dl, firstByte, resp, sent)
 	}
 	c.ttft = time.Since(sent)
 	buf, err := p.readWhole(resp, c.conf)
 	if err != nil {
-		p.failUpstream(w, r, c, dl, err)
-		return
+		return outcome{header: resp.Header, err: err, limit: dl.which()}
+	}
+	dl.stop()
+	if resp.StatusCode/100 != 2 {
+		return outcome{status: resp.StatusCode, header: resp.Header, body: buf}
 	}
 	defer putBuffer(buf)
-	dl.stop()
 	p.writeWhole(w, c, resp.StatusCode, resp.Header, [][]byte{buf.Bytes()}, out.Convert)
+	return outcome{written: true, status: resp.StatusCode, header: resp.Header}
 }
 
 // errAuth marks a failure to obtain upstream credentials (a token fetch).
@@ -294,7 +312,7 @@ func (p *Plugin) send(ctx context.Context, r *http.Request, c *call, target stri
 	}
 	copyHeaders(req.Header, r.Header, dropRequest)
 	req.Header.Set("Content-Type", "application/json")
-	if err := c.conf.Provider.Authorize(ctx, req); err != nil {
+	if err := c.inst.Provider.Authorize(ctx, req); err != nil {
 		return nil, errAuth{err}
 	}
 	// RoundTrip, not a Client: a proxy relays redirects, it does not follow them.
@@ -341,7 +359,7 @@ func putBuffer(b *bytes.Buffer) {
 
 // fanOut sends every part as its own call, in parallel, and answers with
 // the converted whole, or with the first error answer as the provider gave it.
-func (p *Plugin) fanOut(ctx context.Context, w http.ResponseWriter, r *http.Request, c *call, dl *deadline, out *providers.Outbound) {
+func (p *Plugin) fanOut(ctx context.Context, w http.ResponseWriter, r *http.Request, c *call, dl *deadline, out *providers.Outbound) outcome {
 	type answer struct {
 		status int
 		header http.Header
@@ -368,26 +386,30 @@ func (p *Plugin) fanOut(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}()
 	}
 	wg.Wait()
+	held := -1 // the answer handed to the caller keeps its buffer
 	defer func() {
-		for _, a := range answers {
-			putBuffer(a.body)
+		for i, a := range answers {
+			if i != held {
+				putBuffer(a.body)
+			}
 		}
 	}()
 	c.ttft = time.Since(sent)
+	limit := dl.which()
 	dl.stop()
 	bodies := make([][]byte, len(answers))
 	for i, a := range answers {
 		if a.err != nil {
-			p.failUpstream(w, r, c, dl, a.err)
-			return
+			return outcome{header: a.header, err: a.err, limit: limit}
 		}
 		if a.status/100 != 2 {
-			p.writeWhole(w, c, a.status, a.header, [][]byte{a.body.Bytes()}, nil)
-			return
+			held = i
+			return outcome{status: a.status, header: a.header, body: a.body}
 		}
 		bodies[i] = a.body.Bytes()
 	}
 	p.writeWhole(w, c, answers[0].status, answers[0].header, bodies, out.Convert)
+	return outcome{written: true, status: answers[0].status, header: answers[0].header}
 }
 
 // maxParallelParts bounds the calls one fanned-out request makes at once.
@@ -401,10 +423,13 @@ func isEventStream(h http.Header) bool {
 // failUpstream answers a call whose upstream request failed before any byte
 // reached the client: 504 when a limit passed, 499 when the client left,
 // 502 otherwise.
-func (p *Plugin) failUpstream(w http.ResponseWriter, r *http.Request, c *call, dl *deadline, err error) {
+func (p *Plugin) failUpstream(w http.ResponseWriter, r *http.Request, c *call, limit string, err error) {
 	var authErr errAuth
 	var tooLarge errTooLarge
-	switch limit := dl.which(); {
+	var invalid errInvalidAnswer
+	switch {
+	case errors.As(err, &invalid):
+		c.fail(w, http.StatusBadGateway, "upstream_invalid_response", invalid.msg)
 	case errors.As(err, &authErr):
 		c.fail(w, http.StatusBadGateway, "upstream_auth_failed", authErr.Error())
 	case errors.As(err, &tooLarge):

@@ -19,7 +19,7 @@ var eventReaders = sync.Pool{New: func() any { return providers.NewEventReader(n
 // soon as it is complete. The response headers wait for the first data
 // event, so they can carry the time to first token and the model; comments
 // before it (DeepSeek's ": keep-alive" while queued) go out with it.
-func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *deadline, firstByte *time.Timer, resp *http.Response, sent time.Time) {
+func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *deadline, firstByte *time.Timer, resp *http.Response, sent time.Time) outcome {
 	er := eventReaders.Get().(*providers.EventReader)
 	er.Reset(resp.Body)
 	defer func() {
@@ -30,6 +30,7 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 	var pending []byte
 	started := false
 	var idle *time.Timer
+	done := outcome{written: true, status: resp.StatusCode, header: resp.Header}
 
 	for {
 		raw, err := er.Next()
@@ -64,11 +65,11 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 				p.metrics.streamStarted()
 				defer p.metrics.streamEnded()
 				if !p.write(w, rc, c, pending) {
-					return
+					return done
 				}
 			}
 			if send && !p.write(w, rc, c, raw) {
-				return
+				return done
 			}
 			if limit := c.conf.MaxResponseBytes; limit > 0 && c.bytesOut > limit {
 				c.errKind, c.errMsg = "stream_limit", fmt.Sprintf("stream passed max_response_bytes %d", limit)
@@ -80,11 +81,11 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 		}
 		switch {
 		case errors.Is(err, io.EOF) && started:
-			return // a stream without [DONE] ends at EOF; the log tells
+			return done // a stream without [DONE] ends at EOF; the log tells
 		case errors.Is(err, io.EOF):
-			c.fail(w, http.StatusBadGateway, "upstream_invalid_response", c.provider+" stream ended before its first event")
+			return outcome{header: resp.Header, err: errInvalidAnswer{c.provider + " stream ended before its first event"}}
 		case !started:
-			p.failUpstream(w, r, c, dl, err)
+			return outcome{header: resp.Header, err: err, limit: dl.which()}
 		case r.Context().Err() != nil && dl.which() == "":
 			c.errKind, c.errMsg = "client_closed", "client closed the stream"
 		default:
@@ -97,7 +98,7 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 			// truncated stream must not look complete.
 			panic(http.ErrAbortHandler)
 		}
-		return
+		return done
 	}
 }
 

@@ -1,0 +1,191 @@
+package aiproxy
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
+)
+
+// HashHeader carries an ai-proxy-multi chash route's key, hashed, from the
+// pre-req filter (which can ask APISIX for variables and the consumer) to
+// the relay. APISIX's Rewrite replaces any value a client sent.
+const HashHeader = "X-AI-Proxy-Hash"
+
+// attemptLog is one attempt of a call, for the call log.
+type attemptLog struct {
+	instance, provider string
+	status             int
+	duration           time.Duration
+	reason             string // why the call moved on or failed; "" = it did not
+}
+
+// attempt sends the call to the route's instance, and for ai-proxy-multi
+// on to others while the route's fallback allows and nothing has reached
+// the client yet.
+func (p *Plugin) attempt(w http.ResponseWriter, r *http.Request, c *call, body []byte) {
+	conf := c.conf
+	var key uint64
+	if conf.Hash != nil {
+		key, _ = strconv.ParseUint(r.Header.Get(HashHeader), 16, 64)
+	}
+	var tried balance.Tried
+	var last *outcome
+	defer func() {
+		if last != nil {
+			last.free()
+		}
+	}()
+	for n := 0; ; n++ {
+		idx, trial := 0, false
+		if conf.Pool != nil {
+			var err error
+			idx, trial, err = conf.Pool.Pick(c.requestModel, key, tried, time.Now())
+			if err != nil {
+				if last != nil {
+					p.deliver(w, r, c, last)
+				} else {
+					noInstance(w, c, err)
+				}
+				return
+			}
+		}
+		if last != nil {
+			last.free()
+			last = nil
+		}
+		tried = tried.Add(idx)
+		o, final := p.try(w, r, c, conf.Instances[idx], trial, body)
+		if final {
+			return
+		}
+		a := &c.attempts[len(c.attempts)-1]
+		f := &conf.Fallback
+		switch {
+		case conf.Pool == nil || r.Context().Err() != nil || a.reason == "response_too_large" || !f.moves(o.status, a.transport()):
+		case f.MaxRetries >= 0 && n >= f.MaxRetries:
+			a.reason += " (max_retries reached)"
+		case f.Within > 0 && a.duration > f.Within:
+			a.reason += " (slower than retry_on_failure_within_ms)"
+		default:
+			c.fallbackReason = a.reason
+			last = &o
+			continue
+		}
+		p.deliver(w, r, c, &o)
+		o.free()
+		return
+	}
+}
+
+// transport says the attempt failed without an HTTP answer.
+func (a *attemptLog) transport() bool { return a.status == 0 }
+
+// try makes one attempt on inst. final is true when the call is over
+// (answered, or failed in a way no other instance would change).
+func (p *Plugin) try(w http.ResponseWriter, r *http.Request, c *call, inst *Instance, trial bool, body []byte) (o outcome, final bool) {
+	c.inst, c.provider = inst, inst.ProviderName
+	c.tries++
+	out, err := inst.Provider.Prepare(body)
+	if err != nil {
+		if inst.health != nil {
+			inst.health.Release(trial, balance.Neutral, "", nil, time.Now())
+		}
+		status, kind := http.StatusBadRequest, "invalid_request"
+		var pe *providers.Error
+		if errors.As(err, &pe) {
+			status, kind = pe.Status, pe.Code
+		}
+		c.fail(w, status, kind, err.Error())
+		return o, true
+	}
+	c.api, c.stream, c.usageAdded = out.API, out.Stream, out.UsageAdded
+	if c.requestModel == "" {
+		c.requestModel = out.Model
+	}
+	start := time.Now()
+	c.attempts = append(c.attempts, attemptLog{instance: inst.Name, provider: inst.ProviderName})
+	defer func() {
+		// Deferred so a stream the client broke (a panic out of the
+		// handler) still releases its trial.
+		a := &c.attempts[len(c.attempts)-1]
+		a.duration = time.Since(start)
+		verdict := balance.Success
+		switch {
+		case o.written || (o.status == 0 && o.err == nil):
+			a.status = c.status
+		case o.status != 0:
+			a.status = o.status
+			a.reason = "http_" + strconv.Itoa(o.status)
+			verdict = p.statusVerdict(c.conf, o.status)
+		default:
+			a.reason, verdict = errReason(r, o)
+		}
+		if inst.health != nil {
+			inst.health.Release(trial, verdict, a.reason, o.header, time.Now())
+		}
+		p.metrics.attempt(c, a)
+	}()
+	o = p.forward(w, r, c, out)
+	return o, o.written
+}
+
+func (p *Plugin) statusVerdict(conf *Conf, status int) balance.Verdict {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return balance.RateLimited
+	case status >= 500, conf.Fallback.Statuses[status]:
+		return balance.Failed
+	}
+	// Any other answer (a 400 for a bad request) shows the upstream works.
+	return balance.Success
+}
+
+// errReason names an attempt that got no answer, and what it says of the
+// upstream.
+func errReason(r *http.Request, o outcome) (string, balance.Verdict) {
+	var tooLarge errTooLarge
+	var invalid errInvalidAnswer
+	var auth errAuth
+	switch {
+	case o.limit != "":
+		return "timeout", balance.Failed
+	case r.Context().Err() != nil:
+		return "client_closed", balance.Neutral
+	case errors.As(o.err, &tooLarge):
+		return "response_too_large", balance.Neutral
+	case errors.As(o.err, &invalid):
+		return "invalid_response", balance.Failed
+	case errors.As(o.err, &auth):
+		return "auth_failed", balance.Failed
+	}
+	return "connect_error", balance.Failed
+}
+
+// deliver answers the client with an attempt that was not written.
+func (p *Plugin) deliver(w http.ResponseWriter, r *http.Request, c *call, o *outcome) {
+	if o.body != nil {
+		p.writeWhole(w, c, o.status, o.header, [][]byte{o.body.Bytes()}, nil)
+		return
+	}
+	p.failUpstream(w, r, c, o.limit, o.err)
+}
+
+// noInstance answers a call the balancer found no instance for.
+func noInstance(w http.ResponseWriter, c *call, err error) {
+	var unknown *balance.UnknownModelError
+	var cooling *balance.CoolingError
+	switch {
+	case errors.As(err, &unknown):
+		c.fail(w, http.StatusBadRequest, "model_not_served", err.Error())
+	case errors.As(err, &cooling):
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(cooling.RetryAfter.Seconds()))))
+		c.fail(w, http.StatusServiceUnavailable, "instances_cooling", err.Error())
+	default:
+		c.fail(w, http.StatusServiceUnavailable, "no_instance_available", err.Error())
+	}
+}
