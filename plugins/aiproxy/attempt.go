@@ -31,7 +31,7 @@ func (p *Plugin) attempt(w http.ResponseWriter, r *http.Request, c *call, body [
 	conf := c.conf
 	var key uint64
 	if conf.Hash != nil {
-		key, _ = strconv.ParseUint(r.Header.Get(HashHeader), 16, 64)
+		key = hashKey(conf.Hash, r)
 	}
 	var tried balance.Tried
 	var last *outcome
@@ -44,7 +44,7 @@ func (p *Plugin) attempt(w http.ResponseWriter, r *http.Request, c *call, body [
 		idx, trial := 0, false
 		if conf.Pool != nil {
 			var err error
-			idx, trial, err = conf.Pool.Pick(c.requestModel, key, tried, time.Now())
+			idx, trial, err = conf.Pool.Pick(c.clientModel, key, tried, time.Now())
 			if err != nil {
 				if last != nil {
 					p.deliver(w, r, c, last)
@@ -82,6 +82,33 @@ func (p *Plugin) attempt(w http.ResponseWriter, r *http.Request, c *call, body [
 	}
 }
 
+// hashKey is a chash route's key for r. The pre-req filter runs before
+// APISIX's authentication, so the consumer comes from the header APISIX
+// sets once it has authenticated one (3.x since 2024; older ones never
+// set it and every call falls back). As in APISIX, an empty key falls back
+// to the client's address.
+func hashKey(h *HashKey, r *http.Request) uint64 {
+	var s string
+	switch h.On {
+	case "header":
+		s = r.Header.Get(h.Key)
+	case "cookie":
+		if ck, err := r.Cookie(h.Key); err == nil {
+			s = ck.Value
+		}
+	case "consumer":
+		s = r.Header.Get("X-Consumer-Username")
+	default:
+		if k, err := strconv.ParseUint(r.Header.Get(HashHeader), 16, 64); err == nil {
+			return k
+		}
+	}
+	if s == "" {
+		s = clientIP(r)
+	}
+	return balance.HashKey(s)
+}
+
 // transport says the attempt failed without an HTTP answer.
 func (a *attemptLog) transport() bool { return a.status == 0 }
 
@@ -104,7 +131,8 @@ func (p *Plugin) try(w http.ResponseWriter, r *http.Request, c *call, inst *Inst
 		return o, true
 	}
 	c.api, c.stream, c.usageAdded = out.API, out.Stream, out.UsageAdded
-	if c.requestModel == "" {
+	if c.clientModel == "" {
+		// The client named none: the request model is the instance's.
 		c.requestModel = out.Model
 	}
 	start := time.Now()

@@ -1,10 +1,10 @@
 package aiproxy
 
 import (
-	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/textproto"
 	"regexp"
-	"sort"
 	"strconv"
 	"time"
 
@@ -42,6 +42,10 @@ func (f *Fallback) moves(status int, transport bool) bool {
 	}
 	return f.Statuses[status]
 }
+
+// fromVars says the key is made of APISIX variables, which only the
+// pre-req filter can read.
+func (h *HashKey) fromVars() bool { return h.On == "vars" || h.On == "vars_combinations" }
 
 // HashKey is balancer.hash_on and balancer.key of a chash route.
 type HashKey struct {
@@ -269,26 +273,24 @@ func (v *validator) models(path string) []string {
 // instanceIdentity is what makes two instances the same upstream for the
 // breaker: provider, endpoint, location and credentials. Options and
 // names do not: a 429 for a key applies whatever model the call asks.
+// Spelling must not split one upstream in two: values are compared
+// decoded (encoding/json sorts keys), header names canonical.
 func instanceIdentity(item gjson.Result) []byte {
-	var b bytes.Buffer
+	var parts []any
 	for _, f := range []string{"provider", "override.endpoint", "provider_conf", "auth"} {
-		r := item.Get(f)
-		if r.IsObject() {
-			// Key order must not make two identities of one upstream.
-			var keys []string
-			r.ForEach(func(k, val gjson.Result) bool {
-				keys = append(keys, k.Str+"\x00"+val.Raw)
-				return true
-			})
-			sort.Strings(keys)
-			for _, k := range keys {
-				b.WriteString(k)
-				b.WriteByte(0)
+		var v any
+		_ = json.Unmarshal([]byte(item.Get(f).Raw), &v)
+		if auth, ok := v.(map[string]any); ok && f == "auth" {
+			if hdr, ok := auth["header"].(map[string]any); ok {
+				canon := make(map[string]any, len(hdr))
+				for k, val := range hdr {
+					canon[textproto.CanonicalMIMEHeaderKey(k)] = val
+				}
+				auth["header"] = canon
 			}
-		} else {
-			b.WriteString(r.Raw)
 		}
-		b.WriteByte(1)
+		parts = append(parts, v)
 	}
-	return b.Bytes()
+	b, _ := json.Marshal(parts)
+	return b
 }

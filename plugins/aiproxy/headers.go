@@ -47,6 +47,9 @@ var notForwarded = []string{
 	"Anthropic-Organization",
 	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
 	"X-Forwarded-Port", "X-Real-Ip",
+	// APISIX names the authenticated consumer to its upstream, the relay;
+	// who the gateway's users are is not the provider's business.
+	"X-Consumer-Username", "X-Credential-Identifier", "X-Consumer-Custom-Id",
 }
 
 // notReturned are provider response headers the relay sets itself or that

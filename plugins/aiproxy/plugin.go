@@ -132,42 +132,39 @@ func (p *Plugin) Filter(conf any, w http.ResponseWriter, r pkgHTTP.Request) {
 		}
 	}
 	p.confs.put(c)
-	if c.Hash != nil {
-		r.Header().Set(HashHeader, strconv.FormatUint(balance.HashKey(hashText(c.Hash, r)), 16))
+	if c.Hash != nil && c.Hash.fromVars() {
+		// Variables live in APISIX: ask for them here. A value the client
+		// sent is replaced either way.
+		key := "-"
+		if s := varsText(c.Hash, r); s != "" {
+			key = strconv.FormatUint(balance.HashKey(s), 16)
+		}
+		r.Header().Set(HashHeader, key)
 	}
 	r.Header().Set(TicketHeader, p.tickets.mint(c.ID))
 }
 
-// hashText is the chash key of a request. Variables and the consumer cost
-// a round trip to APISIX each; headers and cookies come with the request.
-func hashText(h *HashKey, r pkgHTTP.Request) string {
-	variable := func(name string) string {
+// varsText is the chash text of a vars or vars_combinations key: one
+// round trip to APISIX per variable. "" when every variable is empty.
+func varsText(h *HashKey, r pkgHTTP.Request) string {
+	names := h.vars
+	if h.On == "vars" {
+		names = []string{h.Key}
+	}
+	var b strings.Builder
+	empty := true
+	for _, name := range names {
 		v, err := r.Var(name)
-		if err != nil {
-			return ""
+		if err == nil && len(v) > 0 {
+			empty = false
+			b.Write(v)
 		}
-		return string(v)
+		b.WriteByte(0)
 	}
-	switch h.On {
-	case "header":
-		return r.Header().Get(h.Key)
-	case "cookie":
-		hr := http.Request{Header: http.Header{"Cookie": {r.Header().Get("Cookie")}}}
-		if ck, err := hr.Cookie(h.Key); err == nil {
-			return ck.Value
-		}
+	if empty {
 		return ""
-	case "consumer":
-		return variable("consumer_name")
-	case "vars_combinations":
-		var b strings.Builder
-		for _, name := range h.vars {
-			b.WriteString(variable(name))
-			b.WriteByte(0)
-		}
-		return b.String()
 	}
-	return variable(h.Key)
+	return b.String()
 }
 
 // instanceStates walks the ai-proxy-multi instances of the live confs, the

@@ -29,6 +29,7 @@ type call struct {
 	provider     string
 	api          providers.API
 	requestModel string
+	clientModel  string // the body's model, "" when it names none
 	stream       bool
 	usageAdded   bool
 	upstreamHost string
@@ -133,7 +134,7 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m := gjson.GetBytes(body, "model"); m.Type == gjson.String {
 		// The request model is what the client asked for; options may
 		// replace it upstream (the upstream model is in the log's "model").
-		c.requestModel = m.Str
+		c.clientModel, c.requestModel = m.Str, m.Str
 	}
 	if c.conf.LogPayloads {
 		c.reqBody = body

@@ -53,6 +53,8 @@ type Reply struct {
 	Gates map[int]<-chan struct{}
 	// StallBeforeHeaders holds the answer before anything is written.
 	StallBeforeHeaders <-chan struct{}
+	// Delay waits this long before answering (a slow failure).
+	Delay time.Duration
 	// StallAfter > 0 blocks after that many events until the caller leaves.
 	StallAfter int
 	// Hijack takes over the connection (resets, garbage).
@@ -68,6 +70,7 @@ type Provider struct {
 	mu       sync.Mutex
 	requests []Request
 	script   []Reply
+	always   *Reply // answers every unscripted request while set
 	done     chan struct{} // closed by Close: releases stalled handlers
 	finished chan int      // index of each request whose handler ended
 }
@@ -104,6 +107,14 @@ func (p *Provider) Close() {
 		p.srv.CloseClientConnections()
 		p.srv.Close()
 	}
+}
+
+// Always answers every request that has no scripted reply with rep, until
+// called with nil (then the fake answers normally again).
+func (p *Provider) Always(rep *Reply) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.always = rep
 }
 
 // Script queues answers for the next requests.
@@ -164,7 +175,7 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
 		Header: r.Header.Clone(), Body: body,
 	})
-	var reply *Reply
+	reply := p.always
 	if len(p.script) > 0 {
 		reply = &p.script[0]
 		p.script = p.script[1:]
@@ -232,6 +243,17 @@ func (p *Provider) wait(r *http.Request, ch <-chan struct{}) bool {
 }
 
 func (p *Provider) play(w http.ResponseWriter, r *http.Request, rep *Reply) {
+	if rep.Delay > 0 {
+		t := time.NewTimer(rep.Delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		case <-p.done:
+			return
+		}
+	}
 	if rep.StallBeforeHeaders != nil && !p.wait(r, rep.StallBeforeHeaders) {
 		return
 	}

@@ -145,6 +145,10 @@ func (h *Health) Release(trial bool, v Verdict, reason string, hdr http.Header, 
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	// A call that was already in flight when the upstream cooled (or went
+	// on trial) reports the same event late: it must not lengthen the
+	// backoff, nor heal an upstream that the trial is still judging.
+	stale := !trial && (now.Before(h.until) || h.trial)
 	if trial {
 		h.trial = false
 	}
@@ -160,7 +164,9 @@ func (h *Health) Release(trial bool, v Verdict, reason string, hdr http.Header, 
 	case Neutral:
 		return
 	case Success:
-		h.failures, h.reason = 0, ""
+		if !stale {
+			h.failures, h.reason = 0, ""
+		}
 		// A success that reports no budget left: skip the upstream until
 		// its reset instead of waiting for the 429.
 		if lim.Exhausted && lim.Reset > 0 {
@@ -168,11 +174,17 @@ func (h *Health) Release(trial bool, v Verdict, reason string, hdr http.Header, 
 		}
 		return
 	}
-	h.failures++
 	wait := lim.RetryAfter
 	if v == RateLimited && wait <= 0 {
 		wait = lim.Reset
 	}
+	if stale {
+		if wait > 0 { // the provider's own time still counts
+			h.cool(now, min(wait, maxCooldown), reason)
+		}
+		return
+	}
+	h.failures++
 	if wait <= 0 {
 		wait = backoffBase << min(h.failures-1, 16)
 		wait = min(wait, backoffCap)
@@ -187,10 +199,13 @@ func (h *Health) cool(now time.Time, d time.Duration, reason string) {
 	h.reason = reason
 }
 
-// Reason is why the upstream last cooled ("" when healthy).
-func (h *Health) Reason() string {
+// Reason is why the upstream cooled ("" once it is healthy again).
+func (h *Health) Reason(now time.Time) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.state(now) == Healthy {
+		return ""
+	}
 	return h.reason
 }
 
