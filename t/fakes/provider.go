@@ -70,7 +70,7 @@ type Provider struct {
 	mu       sync.Mutex
 	requests []Request
 	script   []Reply
-	always   *Reply // answers every unscripted request while set
+	always   *Reply        // answers every unscripted request while set
 	done     chan struct{} // closed by Close: releases stalled handlers
 	finished chan int      // index of each request whose handler ended
 }
