@@ -41,6 +41,12 @@ func benchUpstream(answer []byte, events int) *httptest.Server {
 // benchPair runs the same request directly against the upstream and
 // through the relay.
 func benchPair(b *testing.B, answer []byte, events int, reqBody string) {
+	benchConf(b, answer, events, reqBody, false)
+}
+
+// benchConf is benchPair with an ai-proxy conf or, when multi, an
+// ai-proxy-multi conf of three instances on the same upstream.
+func benchConf(b *testing.B, answer []byte, events int, reqBody string, multi bool) {
 	path := "/v1/chat/completions"
 	if strings.Contains(reqBody, `"input"`) {
 		path = "/v1/embeddings"
@@ -49,7 +55,11 @@ func benchPair(b *testing.B, answer []byte, events int, reqBody string) {
 	defer up.Close()
 	p := New(Options{})
 	defer p.Close()
-	c := ParseConf([]byte(`{"provider":"openai","auth":{"header":{"Authorization":"Bearer k"}},"options":{"model":"gpt-4"},"override":{"endpoint":"` + up.URL + path + `"}}`))
+	one := `"provider":"openai","auth":{"header":{"Authorization":"Bearer k"}},"options":{"model":"gpt-4"},"override":{"endpoint":"` + up.URL + path + `"}`
+	c := ParseConf([]byte(`{` + one + `}`))
+	if multi {
+		c = ParseMultiConf([]byte(`{"fallback_strategy":["http_429","http_5xx"],"instances":[{"name":"a","weight":5,`+one+`},{"name":"b","weight":3,`+one+`},{"name":"c","weight":2,`+one+`}]}`), p.health)
+	}
 	if c.Err != nil {
 		b.Fatal(c.Err)
 	}
@@ -96,6 +106,10 @@ func benchPair(b *testing.B, answer []byte, events int, reqBody string) {
 var smallChat = `{"messages":[{"role":"user","content":"What is 1+1?"}]}`
 
 func BenchmarkRelayChat1KB(b *testing.B) { benchPair(b, chatAnswer(1<<10), 0, smallChat) }
+
+// BenchmarkRelayChat1KBMulti is BenchmarkRelayChat1KB through an
+// ai-proxy-multi route of three weighted instances: the cost of choosing.
+func BenchmarkRelayChat1KBMulti(b *testing.B) { benchConf(b, chatAnswer(1<<10), 0, smallChat, true) }
 
 func BenchmarkRelayChat64KB(b *testing.B) { benchPair(b, chatAnswer(64<<10), 0, smallChat) }
 

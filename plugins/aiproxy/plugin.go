@@ -1,6 +1,8 @@
 // Package aiproxy is the ai-proxy ext plugin: the pre-req filter that APISIX
 // calls over the plugin-runner protocol, and the relay that APISIX then
-// proxies the request to.
+// proxies the request to. The relay serves ai-proxy-multi routes too
+// (package aiproxymulti): their confs share ai-proxy's instance schema, and
+// the relay makes their attempts.
 package aiproxy
 
 import (
@@ -14,6 +16,7 @@ import (
 
 	pkgHTTP "github.com/apache/apisix-go-plugin-runner/pkg/http"
 	"github.com/apache/apisix-go-plugin-runner/pkg/plugin"
+	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
@@ -91,7 +94,12 @@ func (p *Plugin) ParseConf(in []byte) (any, error) {
 
 // ParseMultiConf parses an ai-proxy-multi conf for the relay.
 func (p *Plugin) ParseMultiConf(in []byte) *Conf {
-	return p.checked(ParseMultiConf(in, p.health))
+	c := p.checked(ParseMultiConf(in, p.health))
+	if c.Err == nil && len(gjson.GetBytes(in, "instances.#.checks").Array()) > 0 {
+		p.log.Warn("ai-proxy-multi: instances[].checks (active health checks) are accepted but not run; " +
+			"the runner's passive breaker skips an instance from its first failure until its trial call succeeds")
+	}
+	return c
 }
 
 func (p *Plugin) checked(c *Conf) *Conf {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -446,4 +447,59 @@ func (e *env) callEntry(t *testing.T, id string) gjson.Result {
 		t.Fatalf("no call-log line for call %q", id)
 	}
 	return entry
+}
+
+// A bad ai-proxy-multi conf answers every request of its route with a JSON
+// error naming the field, never the secret; APISIX accepted the route
+// because the conf is an opaque string to it.
+func TestMultiBadConf(t *testing.T) {
+	e := newEnv(t)
+	f := startFakes(t, 1)
+	for _, tc := range []struct{ conf, field string }{
+		{`{"instances":[` + inst{name: "a", url: f[0].URL, weight: 1}.conf() + `,` + inst{name: "a", url: f[0].URL, weight: 1}.conf() + `]}`, "instances[1].name"},
+		{`{"instances":[` + inst{name: "a", url: f[0].URL}.conf() + `]}`, "instances"},
+		{`{"instances":[{"name":"x","provider":"acme","weight":1,"auth":{"header":{"Authorization":"Bearer sk-secret-value"}}}]}`, "instances[0].provider"},
+		{`{"instances":[` + inst{name: "a", url: f[0].URL, weight: 1}.conf() + `],"fallback_strategy":"http_4xx"}`, "fallback_strategy"},
+	} {
+		value, _ := json.Marshal(tc.conf)
+		route := `{"id":"bad","uri":"/bad","plugins":{"ext-plugin-pre-req":{"conf":[{"name":"ai-proxy-multi","value":` + string(value) + `}]}},"upstream_id":"ai-proxy-relay"}`
+		e.admin(t, "PUT", "/apisix/admin/routes", route)
+		a := e.ask(t, "/bad", mathBody)
+		if a.status != 500 || a.errorCode != "invalid_conf" || gjson.Get(a.body, "error.param").String() != tc.field || strings.Contains(a.body, "sk-secret") {
+			t.Fatalf("%s: %+v", tc.field, a)
+		}
+	}
+	if f[0].Count() != 0 {
+		t.Fatal("a bad conf let a request through")
+	}
+}
+
+// Providers report their remaining budget on every answer: an instance
+// that says it has none left is skipped until its reset, before any 429.
+func TestMultiSkipsExhaustedInstance(t *testing.T) {
+	e := newEnv(t)
+	f := startFakes(t, 2)
+	e.multiRoute(t, "/budget", "", inst{name: "a", url: f[0].URL, weight: 1, priority: 1}, inst{name: "b", url: f[1].URL, weight: 1})
+	f[0].Script(fakes.Reply{Header: http.Header{
+		"Content-Type":                   {"application/json"},
+		"X-Ratelimit-Limit-Requests":     {"100"},
+		"X-Ratelimit-Remaining-Requests": {"0"},
+		"X-Ratelimit-Reset-Requests":     {"1s"},
+	}, Body: `{"id":"c","object":"chat.completion","model":"m-a","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`})
+	if a := e.ask(t, "/budget", mathBody); a.status != 200 || a.instance != "a" {
+		t.Fatalf("%+v", a)
+	}
+	start := time.Now()
+	for time.Since(start) < 800*time.Millisecond {
+		if a := e.ask(t, "/budget", mathBody); a.instance != "b" || a.attempts != "1" {
+			t.Fatalf("while a has no budget: %+v", a)
+		}
+	}
+	time.Sleep(time.Until(start.Add(1100 * time.Millisecond)))
+	if a := e.ask(t, "/budget", mathBody); a.instance != "a" {
+		t.Fatalf("after the reset: %+v", a)
+	}
+	if f[0].Count() != 2 {
+		t.Fatalf("a called %d times", f[0].Count())
+	}
 }

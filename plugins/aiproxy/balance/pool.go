@@ -1,7 +1,6 @@
 package balance
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -51,8 +50,8 @@ type Pool struct {
 	members []Member
 	alg     Algorithm
 	tiers   [][]int // member indices, highest priority first
-	groups  map[string][]int
-	anyOf   []int    // members with no Models
+	groups  map[string]Tried
+	anyOf   Tried    // members with no Models
 	served  []string // every model a group names, sorted
 
 	mu      sync.Mutex
@@ -64,7 +63,7 @@ func NewPool(members []Member, alg Algorithm) (*Pool, error) {
 	if len(members) == 0 || len(members) > MaxMembers {
 		return nil, fmt.Errorf("a pool has 1 to %d members, not %d", MaxMembers, len(members))
 	}
-	p := &Pool{members: members, alg: alg, groups: map[string][]int{}, current: make([]float64, len(members))}
+	p := &Pool{members: members, alg: alg, groups: map[string]Tried{}, current: make([]float64, len(members))}
 	byPrio := map[int][]int{}
 	var prios []int
 	for i, m := range members {
@@ -76,13 +75,13 @@ func NewPool(members []Member, alg Algorithm) (*Pool, error) {
 		}
 		byPrio[m.Priority] = append(byPrio[m.Priority], i)
 		if len(m.Models) == 0 {
-			p.anyOf = append(p.anyOf, i)
+			p.anyOf = p.anyOf.Add(i)
 		}
 		for _, model := range m.Models {
-			if len(p.groups[model]) == 0 {
+			if p.groups[model] == 0 {
 				p.served = append(p.served, model)
 			}
-			p.groups[model] = append(p.groups[model], i)
+			p.groups[model] = p.groups[model].Add(i)
 		}
 	}
 	sort.Sort(sort.Reverse(sort.IntSlice(prios)))
@@ -130,10 +129,11 @@ func (p *Pool) Pick(model string, key uint64, tried Tried, now time.Time) (idx i
 	}
 	var soonest time.Time
 	untried := false
+	var buf [MaxMembers]int // candidates live on the stack
 	for _, tier := range p.tiers {
-		var cands []int
+		cands := buf[:0]
 		for _, i := range tier {
-			if eligible[i] && !tried.Has(i) && p.members[i].Weight > 0 {
+			if eligible.Has(i) && !tried.Has(i) && p.members[i].Weight > 0 {
 				cands = append(cands, i)
 			}
 		}
@@ -158,19 +158,15 @@ func (p *Pool) Pick(model string, key uint64, tried Tried, now time.Time) (idx i
 	return -1, false, &CoolingError{RetryAfter: wait}
 }
 
-func (p *Pool) eligible(model string) ([]bool, error) {
+func (p *Pool) eligible(model string) (Tried, error) {
 	in := p.groups[model]
-	if len(in) == 0 {
+	if in == 0 {
 		in = p.anyOf
 	}
-	if len(in) == 0 {
-		return nil, &UnknownModelError{Model: model, Served: p.served}
+	if in == 0 {
+		return 0, &UnknownModelError{Model: model, Served: p.served}
 	}
-	ok := make([]bool, len(p.members))
-	for _, i := range in {
-		ok[i] = true
-	}
-	return ok, nil
+	return in, nil
 }
 
 // choose returns the position in cands of the member to try.
@@ -208,13 +204,17 @@ func (p *Pool) choose(cands []int, key uint64, now time.Time) int {
 
 // unitHash maps (key, name) into (0, 1].
 func unitHash(key uint64, name string) float64 {
-	h := fnv.New64a()
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], key)
-	h.Write(b[:])
-	h.Write([]byte(name))
-	// fnv's low bits mix poorly for short inputs: finish with splitmix64.
-	x := h.Sum64()
+	// FNV-1a over the key's bytes and the name, inline: no hasher to allocate.
+	x := uint64(14695981039346656037)
+	for i := 0; i < 8; i++ {
+		x ^= key >> (8 * i) & 0xff
+		x *= 1099511628211
+	}
+	for i := 0; i < len(name); i++ {
+		x ^= uint64(name[i])
+		x *= 1099511628211
+	}
+	// FNV's bits mix poorly for short inputs: finish with splitmix64.
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27
@@ -226,6 +226,6 @@ func unitHash(key uint64, name string) float64 {
 // HashKey turns a chash key's text into the key Pick takes.
 func HashKey(s string) uint64 {
 	h := fnv.New64a()
-	h.Write([]byte(s))
+	_, _ = h.Write([]byte(s))
 	return h.Sum64()
 }

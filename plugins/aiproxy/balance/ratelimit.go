@@ -2,6 +2,7 @@ package balance
 
 import (
 	"net/http"
+	"net/textproto"
 	"regexp"
 	"strconv"
 	"strings"
@@ -34,25 +35,36 @@ type dimension struct {
 	parseReset              func(v string, now time.Time) (time.Duration, bool)
 }
 
+// Names are kept canonical so reading them is a map lookup: every answer
+// of an ai-proxy-multi route is parsed.
 var dimensions = func() []dimension {
 	var ds []dimension
+	c := textproto.CanonicalMIMEHeaderKey
 	// OpenAI, Azure OpenAI, Groq, DeepSeek.
 	for _, k := range []string{"requests", "tokens"} {
-		ds = append(ds, dimension{"x-ratelimit-limit-" + k, "x-ratelimit-remaining-" + k, "x-ratelimit-reset-" + k, parseGoDuration})
+		ds = append(ds, dimension{c("x-ratelimit-limit-" + k), c("x-ratelimit-remaining-" + k), c("x-ratelimit-reset-" + k), parseGoDuration})
 	}
 	for _, k := range []string{"requests", "tokens", "input-tokens", "output-tokens"} {
 		p := "anthropic-ratelimit-" + k
-		ds = append(ds, dimension{p + "-limit", p + "-remaining", p + "-reset", parseUntil(time.RFC3339)})
+		ds = append(ds, dimension{c(p + "-limit"), c(p + "-remaining"), c(p + "-reset"), parseUntil(time.RFC3339)})
 	}
 	return ds
 }()
 
+// get reads a header by its canonical name without canonicalizing again.
+func get(h http.Header, canonical string) string {
+	if v := h[canonical]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // ParseLimits reads h; malformed, negative or absurd values are ignored, never an error.
 func ParseLimits(h http.Header, now time.Time) Limits {
 	l := Limits{Headroom: -1}
-	if d, ok := parseSeconds(h.Get("retry-after-ms"), time.Millisecond); ok {
+	if d, ok := parseSeconds(get(h, "Retry-After-Ms"), time.Millisecond); ok {
 		l.RetryAfter = d
-	} else if v := h.Get("Retry-After"); v != "" {
+	} else if v := get(h, "Retry-After"); v != "" {
 		if d, ok := parseSeconds(v, time.Second); ok {
 			l.RetryAfter = d
 		} else if t, err := http.ParseTime(strings.TrimSpace(v)); err == nil {
@@ -63,9 +75,12 @@ func ParseLimits(h http.Header, now time.Time) Limits {
 	var soonest, latestExhausted time.Duration
 	haveSoonest := false
 	for _, d := range dimensions {
-		limit, hasLimit := parseCount(h.Get(d.limit))
-		remaining, hasRemaining := parseCount(h.Get(d.remaining))
-		reset, hasReset := d.parseReset(h.Get(d.reset), now)
+		if get(h, d.limit) == "" && get(h, d.remaining) == "" && get(h, d.reset) == "" {
+			continue // most answers carry none: skip the parsers' error values
+		}
+		limit, hasLimit := parseCount(get(h, d.limit))
+		remaining, hasRemaining := parseCount(get(h, d.remaining))
+		reset, hasReset := d.parseReset(get(h, d.reset), now)
 		if hasReset && (!haveSoonest || reset < soonest) {
 			soonest, haveSoonest = reset, true
 		}
