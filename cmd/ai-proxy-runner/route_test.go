@@ -49,6 +49,18 @@ func TestConvertRoute(t *testing.T) {
 				`plugins.ai-proxy`:                       ``,
 			},
 		},
+		{
+			name: "ai-proxy-multi",
+			in:   `{"uri":"/m","plugins":{"ai-proxy-multi":{"instances":[{"name":"a","provider":"openai","weight":1,"auth":{}}]}}}`,
+			upID: "ai-proxy-relay",
+			want: map[string]string{
+				`plugins.ext-plugin-pre-req.conf.0.name`:  `"ai-proxy-multi"`,
+				`plugins.ext-plugin-pre-req.conf.0.value`: `"{\"instances\":[{\"name\":\"a\",\"provider\":\"openai\",\"weight\":1,\"auth\":{}}]}"`,
+				`plugins.ai-proxy-multi`:                  ``,
+			},
+		},
+		{name: "invalid ai-proxy-multi conf", in: `{"plugins":{"ai-proxy-multi":{"instances":[{"name":"a","provider":"openai","auth":{}}]}}}`, upID: "u", wantErr: "plugins.ai-proxy-multi: instances[0].weight: is required"},
+		{name: "both plugins", in: `{"plugins":{"ai-proxy":{"provider":"openai","auth":{}},"ai-proxy-multi":{}}}`, upID: "u", wantErr: "both ai-proxy and ai-proxy-multi"},
 		{name: "not json", in: `{"uri":`, upID: "u", wantErr: "not valid JSON"},
 		{name: "not an object", in: `[1]`, upID: "u", wantErr: "JSON object"},
 		{name: "no ai-proxy plugin", in: `{"plugins":{"key-auth":{}}}`, upID: "u", wantErr: `"ai-proxy"`},
