@@ -15,6 +15,7 @@ import (
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy"
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/limit"
 	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
 )
 
@@ -99,19 +100,40 @@ func convertRoute(in []byte, upstreamID string) ([]byte, error) {
 	}
 
 	entry, _ := json.Marshal(map[string]string{"name": name, "value": compact.String()})
+	entries := []string{string(entry)}
 	out, err := sjson.DeleteBytes(in, `plugins.`+name)
 	if err != nil {
 		return nil, err
 	}
+	// APISIX's ai-rate-limiting does nothing behind the runner: the
+	// runner's own takes its conf, before the proxy in the chain.
+	if rl := root.Get(`plugins.` + aiproxy.LimitName); rl.Exists() {
+		var rc bytes.Buffer
+		if err := json.Compact(&rc, []byte(rl.Raw)); err != nil {
+			return nil, err
+		}
+		if lc := aiproxy.ParseLimitConf(rc.Bytes(), limit.NewLocal(1), nil); lc.Err != nil {
+			return nil, fmt.Errorf("plugins.%s: %v", aiproxy.LimitName, lc.Err)
+		}
+		e, _ := json.Marshal(map[string]string{"name": aiproxy.LimitName, "value": rc.String()})
+		entries = append([]string{string(e)}, entries...)
+		if out, err = sjson.DeleteBytes(out, `plugins.`+aiproxy.LimitName); err != nil {
+			return nil, err
+		}
+	}
 	pre := root.Get(`plugins.ext-plugin-pre-req`)
 	switch {
 	case !pre.Exists():
-		out, err = sjson.SetRawBytes(out, `plugins.ext-plugin-pre-req`, []byte(`{"conf":[`+string(entry)+`]}`))
+		out, err = sjson.SetRawBytes(out, `plugins.ext-plugin-pre-req`, []byte(`{"conf":[`+strings.Join(entries, ",")+`]}`))
 	case pre.Get("conf").IsArray():
 		// ai-proxy ends the chain: it answers or hands over to the relay.
-		out, err = sjson.SetRawBytes(out, `plugins.ext-plugin-pre-req.conf.-1`, entry)
+		for _, e := range entries {
+			if out, err = sjson.SetRawBytes(out, `plugins.ext-plugin-pre-req.conf.-1`, []byte(e)); err != nil {
+				return nil, err
+			}
+		}
 	default:
-		out, err = sjson.SetRawBytes(out, `plugins.ext-plugin-pre-req.conf`, []byte(`[`+string(entry)+`]`))
+		out, err = sjson.SetRawBytes(out, `plugins.ext-plugin-pre-req.conf`, []byte(`[`+strings.Join(entries, ",")+`]`))
 	}
 	if err != nil {
 		return nil, err

@@ -30,6 +30,7 @@ import (
 	"github.com/ai-proxy-runner/ai-proxy-runner/cmd/ai-proxy-runner/gate"
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy"
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxymulti"
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/airatelimiting"
 )
 
 const defaultRelayAddr = "127.0.0.1:9881"
@@ -162,7 +163,7 @@ func serve(s settings) error {
 		defer stop()
 	}
 	p := aiproxy.New(opts)
-	for _, pl := range []plugin.Plugin{p, aiproxymulti.New(p)} {
+	for _, pl := range []plugin.Plugin{p, aiproxymulti.New(p), airatelimiting.New(p)} {
 		if err := plugin.RegisterPlugin(pl); err != nil {
 			ln.Close()
 			return err

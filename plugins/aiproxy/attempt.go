@@ -39,6 +39,16 @@ func (p *Plugin) attempt(w http.ResponseWriter, r *http.Request, c *call, body [
 		if last != nil {
 			last.free()
 		}
+		// The call's last attempt holds its budgets until here: a stream
+		// has its usage only now (and a broken one panics through).
+		if c.limits != nil {
+			if c.limits.Redis != nil && c.status/100 == 2 {
+				// The answer is whole: let it reach APISIX before the
+				// Redis round trip that settles its budget.
+				_ = http.NewResponseController(w).Flush()
+			}
+			p.settle(c, c.limits, c.status/100 != 2)
+		}
 	}()
 	for n := 0; ; n++ {
 		idx, trial := 0, false
@@ -46,9 +56,12 @@ func (p *Plugin) attempt(w http.ResponseWriter, r *http.Request, c *call, body [
 			var err error
 			idx, trial, err = conf.Pool.Pick(c.clientModel, key, tried, time.Now())
 			if err != nil {
-				if last != nil {
+				switch {
+				case last != nil:
 					p.deliver(w, r, c, last)
-				} else {
+				case c.refused != nil:
+					p.refuse(w, c, c.limits, c.refused)
+				default:
 					noInstance(w, c, err)
 				}
 				return
@@ -62,6 +75,18 @@ func (p *Plugin) attempt(w http.ResponseWriter, r *http.Request, c *call, body [
 		o, final := p.try(w, r, c, conf.Instances[idx], trial, body)
 		if final {
 			return
+		}
+		if o.refused != nil {
+			// The instance's budget is spent (or its counters are down).
+			if conf.Pool != nil && conf.Fallback.RateLimiting && o.refused.backend == nil {
+				c.refused = o.refused
+				continue
+			}
+			p.refuse(w, c, c.limits, o.refused)
+			return
+		}
+		if c.limits != nil {
+			p.settle(c, c.limits, true) // a failed attempt gives its budget back
 		}
 		a := &c.attempts[len(c.attempts)-1]
 		f := &conf.Fallback
@@ -134,6 +159,15 @@ func (p *Plugin) try(w http.ResponseWriter, r *http.Request, c *call, inst *Inst
 	if c.clientModel == "" {
 		// The client named none: the request model is the instance's.
 		c.requestModel = out.Model
+	}
+	if c.limits != nil {
+		if rf := p.reserve(r, c, c.limits, inst, estimate(c.limits, inst, c, out.Body)); rf != nil {
+			if inst.health != nil {
+				inst.health.Release(trial, balance.Neutral, "", nil, time.Now())
+			}
+			c.attempts = append(c.attempts, attemptLog{instance: inst.Name, provider: inst.ProviderName, reason: "budget_spent"})
+			return outcome{refused: rf}, false
+		}
 	}
 	start := time.Now()
 	c.attempts = append(c.attempts, attemptLog{instance: inst.Name, provider: inst.ProviderName})

@@ -20,6 +20,9 @@ const MultiName = "ai-proxy-multi"
 // Fallback is when a failed attempt moves on to another instance.
 type Fallback struct {
 	On429, On5xx bool
+	// RateLimiting skips an instance whose ai-rate-limiting budget is
+	// spent instead of refusing the call.
+	RateLimiting bool
 	// Statuses are fallback_http_statuses: more answers that move on
 	// (a dead key's 401, an exhausted account's 402).
 	Statuses map[int]bool
@@ -159,8 +162,10 @@ func (c *Conf) parseFallback(v *validator) {
 		case s == "http_5xx":
 			c.Fallback.On5xx = true
 		case s == "rate_limiting" && list, s == "instance_health_and_rate_limiting" && !list:
-			// Instances the providers report out of budget, and cooling
-			// ones, are always skipped by the balancer's breaker.
+			// Cooling instances and those the providers report out of
+			// budget are skipped whatever the strategy; this adds the
+			// route's own ai-rate-limiting budgets.
+			c.Fallback.RateLimiting = true
 		default:
 			v.fail("fallback_strategy", "has unknown strategy %.40q", s)
 		}

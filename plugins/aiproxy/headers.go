@@ -19,7 +19,10 @@ const (
 	HeaderTotalTokens      = "X-LLM-Total-Tokens"
 	// ai-proxy-multi: the instance that answered, how many instances the
 	// call tried, and why it last moved on.
-	HeaderInstance       = "X-LLM-Instance"
+	HeaderInstance = "X-LLM-Instance"
+	// HeaderCost is a whole answer's price by the route's ai-rate-limiting
+	// prices, in their currency.
+	HeaderCost           = "X-LLM-Cost"
 	HeaderAttempts       = "X-LLM-Attempts"
 	HeaderFallbackReason = "X-LLM-Fallback-Reason"
 	// HeaderCallID joins an access-log line to the runner's call-log line:
@@ -106,6 +109,7 @@ func setLLMHeaders(h http.Header, c *call, withUsage bool) {
 	h.Set(HeaderCallID, c.id)
 	h.Set(HeaderProvider, c.provider)
 	setInstanceHeaders(h, c)
+	setQuotaHeaders(h, c.limits, c.quotas)
 	if c.requestModel != "" {
 		h.Set(HeaderRequestModel, c.requestModel)
 	}
@@ -119,6 +123,10 @@ func setLLMHeaders(h http.Header, c *call, withUsage bool) {
 		h.Set(HeaderPromptTokens, strconv.FormatInt(c.obs.Usage.Prompt, 10))
 		h.Set(HeaderCompletionTokens, strconv.FormatInt(c.obs.Usage.Completion, 10))
 		h.Set(HeaderTotalTokens, strconv.FormatInt(c.obs.Usage.Total, 10))
+		if c.limits != nil && c.limits.Prices != nil {
+			c.cost = c.limits.cost(c.obs.Model, c.obs.Usage, c.requestModel)
+			h.Set(HeaderCost, formatCost(c.cost))
+		}
 	}
 }
 
@@ -131,4 +139,9 @@ func setInstanceHeaders(h http.Header, c *call) {
 	if c.fallbackReason != "" {
 		h.Set(HeaderFallbackReason, c.fallbackReason)
 	}
+}
+
+// formatCost writes millionths of a currency unit as a decimal.
+func formatCost(micros int64) string {
+	return strconv.FormatFloat(float64(micros)/1e6, 'f', 6, 64)
 }

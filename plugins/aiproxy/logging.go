@@ -21,6 +21,9 @@ const maxLoggedPayload = 16 << 10
 // logCall writes the one line per relayed call. It names the upstream host,
 // never the URL (auth.query keys) or a header (credentials).
 func (p *Plugin) logCall(r *http.Request, c *call) {
+	if c.cost < 0 && c.limits != nil && c.limits.Prices != nil && c.obs.UsageSeen {
+		c.cost = c.limits.cost(c.obs.Model, c.obs.Usage, c.requestModel)
+	}
 	p.metrics.observe(c)
 	if c.conf != nil && !c.conf.LogSummaries {
 		return
@@ -54,6 +57,9 @@ func (p *Plugin) logCall(r *http.Request, c *call) {
 			zap.Int64("total_tokens", u.Total),
 			zap.Int64("cached_tokens", u.Cached),
 			zap.Int64("reasoning_tokens", u.Reasoning))
+	}
+	if c.cost >= 0 {
+		fields = append(fields, zap.String("cost", formatCost(c.cost)))
 	}
 	if c.inst != nil && c.inst.Name != "" {
 		fields = append(fields, zap.String("instance", c.inst.Name), zap.Array("attempts", attemptsField(c.attempts)))

@@ -21,6 +21,10 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	streams  prometheus.Gauge
 	attempts *prometheus.CounterVec
+	// ai-rate-limiting: calls refused, counter stores unreachable, spend.
+	limitRejections prometheus.Counter
+	limitErrors     prometheus.Counter
+	cost            *prometheus.CounterVec
 	// instanceNames bounds the instance label as models bounds model.
 	instanceNames modelLabels
 	stateDesc     *prometheus.Desc
@@ -72,6 +76,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ai_proxy_instance_attempts_total", Help: "ai-proxy-multi attempts by instance and result (ok, or why it failed).",
 		}, []string{"instance", "provider", "result"}),
 	}
+	m.limitRejections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ai_proxy_ratelimit_rejections_total", Help: "Calls ai-rate-limiting refused (budget spent, or counters unreachable with fail_mode deny).",
+	})
+	m.limitErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ai_proxy_ratelimit_store_errors_total", Help: "ai-rate-limiting counter operations that failed (Redis down or slow, local store full).",
+	})
+	m.cost = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ai_proxy_cost_total", Help: "Spend of priced calls, by ai-rate-limiting prices, in their currency.",
+	}, []string{"provider", "model"})
+	reg.MustRegister(m.limitRejections, m.limitErrors, m.cost)
 	m.stateDesc = prometheus.NewDesc("ai_proxy_instance_state",
 		"ai-proxy-multi instance breaker state: 1 for the state it is in (healthy, cooling, trial).",
 		[]string{"route", "instance", "state"}, nil)
@@ -100,6 +114,18 @@ func (m *Metrics) attempt(c *call, a *attemptLog) {
 	m.attempts.WithLabelValues(m.instanceNames.bound(a.instance), c.provider, result).Inc()
 }
 
+func (m *Metrics) limitRejected() {
+	if m != nil {
+		m.limitRejections.Inc()
+	}
+}
+
+func (m *Metrics) limitError() {
+	if m != nil {
+		m.limitErrors.Inc()
+	}
+}
+
 func (m *Metrics) streamStarted() {
 	if m != nil {
 		m.streams.Inc()
@@ -126,6 +152,9 @@ func (m *Metrics) observe(c *call) {
 		m.tokens.WithLabelValues(c.provider, model, "prompt").Add(float64(u.Prompt))
 		m.tokens.WithLabelValues(c.provider, model, "completion").Add(float64(u.Completion))
 		m.tokens.WithLabelValues(c.provider, model, "total").Add(float64(u.Total))
+	}
+	if c.cost > 0 {
+		m.cost.WithLabelValues(c.provider, model).Add(float64(c.cost) / 1e6)
 	}
 	if c.ttft > 0 {
 		m.ttft.WithLabelValues(c.provider, stream).Observe(c.ttft.Seconds())

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/limit"
 )
 
 // Name is the plugin name routes use in their ext-plugin-pre-req conf.
@@ -30,11 +31,15 @@ const Name = "ai-proxy"
 type Plugin struct {
 	plugin.DefaultPlugin
 
-	log        *zap.Logger
-	calls      *zap.Logger
-	metrics    *Metrics
-	tickets    *tickets
-	confs      *confRegistry
+	log     *zap.Logger
+	calls   *zap.Logger
+	metrics *Metrics
+	tickets *tickets
+	confs   *confRegistry[*Conf]
+	limits  *confRegistry[*LimitConf]
+	// counters are the local policy's; redises the redis policy's clients.
+	counters   limit.Store
+	redises    *limit.Redises
 	transports *transports
 	callIDs    *callIDs
 	bodies     byteBudget
@@ -69,7 +74,10 @@ func New(o Options) *Plugin {
 		calls:      o.Calls,
 		metrics:    o.Metrics,
 		tickets:    newTickets(),
-		confs:      newConfRegistry(ticketTTL),
+		confs:      newConfRegistry[*Conf](ticketTTL),
+		limits:     newConfRegistry[*LimitConf](ticketTTL),
+		counters:   limit.NewLocal(0),
+		redises:    limit.NewRedises(),
 		transports: newTransports(),
 		callIDs:    newCallIDs(),
 		bodies:     byteBudget{limit: o.MaxBodyBytesInFlight},
@@ -175,6 +183,40 @@ func varsText(h *HashKey, r pkgHTTP.Request) string {
 	return b.String()
 }
 
+// ParseLimitConf parses an ai-rate-limiting conf for the relay.
+func (p *Plugin) ParseLimitConf(in []byte) *LimitConf {
+	c := ParseLimitConf(in, p.counters, p.redises)
+	if c.Err != nil {
+		p.log.Warn("invalid "+LimitName+" conf", zap.String("field", c.Err.Field), zap.String("error", c.Err.Msg))
+	}
+	return c
+}
+
+// FilterLimit is ai-rate-limiting's pre-req filter: it hands the route's
+// budgets to the relay with a ticket. The budgets are checked in the relay,
+// which knows the instance, the body and, after the call, the usage.
+func (p *Plugin) FilterLimit(conf any, w http.ResponseWriter, r pkgHTTP.Request) {
+	c, ok := conf.(*LimitConf)
+	if !ok || c.Err != nil {
+		msg, param := LimitName+" conf is invalid", ""
+		if ok {
+			msg, param = "invalid "+LimitName+" conf: "+c.Err.Error(), c.Err.Field
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write(errorBody(msg, "invalid_conf", param))
+		return
+	}
+	if c.routeID.Load() == nil {
+		if id, err := r.Var("route_id"); err == nil {
+			s := string(id)
+			c.routeID.Store(&s)
+		}
+	}
+	p.limits.put(c)
+	r.Header().Set(LimitHeader, p.tickets.mint(c.ID))
+}
+
 // instanceStates walks the ai-proxy-multi instances of the live confs, the
 // newest conf of a route first, each (route, instance) once.
 func (p *Plugin) instanceStates(f func(route, instance string, s balance.State)) {
@@ -232,29 +274,37 @@ func errorBody(msg, code, param string) []byte {
 	return b
 }
 
+// identified is a parsed conf a ticket can name.
+type identified interface {
+	comparable
+	id() confID
+}
+
+func (c *Conf) id() confID { return c.ID }
+
 // confRegistry lets the relay find the conf a ticket names. Entries live as
 // long as tickets for them may still arrive; route edits leave old confs
 // behind, so unused ones are dropped.
-type confRegistry struct {
+type confRegistry[T identified] struct {
 	mu      sync.RWMutex
-	entries map[confID]*confEntry
+	entries map[confID]*confEntry[T]
 	keep    time.Duration
 	swept   time.Time
 }
 
-type confEntry struct {
-	conf     *Conf
+type confEntry[T identified] struct {
+	conf     T
 	lastUsed time.Time
 }
 
-func newConfRegistry(keep time.Duration) *confRegistry {
-	return &confRegistry{entries: map[confID]*confEntry{}, keep: keep, swept: time.Now()}
+func newConfRegistry[T identified](keep time.Duration) *confRegistry[T] {
+	return &confRegistry[T]{entries: map[confID]*confEntry[T]{}, keep: keep, swept: time.Now()}
 }
 
-func (r *confRegistry) put(c *Conf) {
+func (r *confRegistry[T]) put(c T) {
 	now := time.Now()
 	r.mu.RLock()
-	e, ok := r.entries[c.ID]
+	e, ok := r.entries[c.id()]
 	fresh := ok && now.Sub(e.lastUsed) < time.Second
 	r.mu.RUnlock()
 	if fresh {
@@ -262,7 +312,7 @@ func (r *confRegistry) put(c *Conf) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.entries[c.ID] = &confEntry{conf: c, lastUsed: now}
+	r.entries[c.id()] = &confEntry[T]{conf: c, lastUsed: now}
 	if now.Sub(r.swept) > r.keep {
 		for id, e := range r.entries {
 			if now.Sub(e.lastUsed) > r.keep+time.Second {
@@ -273,14 +323,18 @@ func (r *confRegistry) put(c *Conf) {
 	}
 }
 
-func (r *confRegistry) get(id confID) *Conf {
+func (r *confRegistry[T]) get(id confID) T {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if e, ok := r.entries[id]; ok {
 		return e.conf
 	}
-	return nil
+	var none T
+	return none
 }
 
 // Close releases idle upstream connections; call it after the relay stopped.
-func (p *Plugin) Close() { p.transports.closeIdle() }
+func (p *Plugin) Close() {
+	p.transports.closeIdle()
+	p.redises.Close()
+}

@@ -26,6 +26,11 @@ type call struct {
 	start        time.Time
 	conf         *Conf
 	inst         *Instance // the instance of the current attempt
+	limits       *LimitConf
+	reserved     []reservation // budgets the current attempt holds
+	quotas       []quota       // and what its quota headers say
+	refused      *refusal      // the last attempt the budgets refused
+	cost         int64         // millionths; -1 = not priced
 	provider     string
 	api          providers.API
 	requestModel string
@@ -87,7 +92,7 @@ func (c *call) fail(w http.ResponseWriter, status int, kind, msg string) {
 // ServeHTTP is the relay: APISIX proxies every ai-proxy route here. Only a
 // request carrying a ticket from this process's filter is forwarded.
 func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &call{start: time.Now(), id: p.callIDs.next()}
+	c := &call{start: time.Now(), id: p.callIDs.next(), cost: -1}
 	defer p.logCall(r, c)
 
 	id, err := p.tickets.use(r.Header.Get(TicketHeader))
@@ -102,6 +107,10 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(c.conf.Instances) == 1 {
 		c.provider = c.conf.Instances[0].ProviderName
+	}
+	if c.limits, err = p.limitConfFor(r); err != nil {
+		c.fail(w, http.StatusForbidden, "invalid_ticket", "rate-limit "+err.Error())
+		return
 	}
 	// Chat and embeddings are POSTs; the relay would send anything as one.
 	if r.Method != http.MethodPost {
@@ -229,6 +238,7 @@ func (d *deadline) stop() {
 // client yet: the caller may answer with it or try another instance.
 type outcome struct {
 	written bool
+	refused *refusal    // the budgets did not admit the attempt
 	status  int         // the upstream's answer status; 0 when none came
 	header  http.Header // the answer's headers (rate limits)
 	body    *bytes.Buffer

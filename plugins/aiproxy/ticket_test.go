@@ -107,7 +107,7 @@ func TestTicketMACIsHMAC(t *testing.T) {
 // Confs APISIX stopped using (a route edited or deleted) are dropped once
 // no ticket for them can still be valid.
 func TestConfRegistryDropsUnusedConfs(t *testing.T) {
-	r := newConfRegistry(10 * time.Millisecond)
+	r := newConfRegistry[*Conf](10 * time.Millisecond)
 	old, cur := ParseConf([]byte(`{"provider":"openai","auth":{}}`)), ParseConf([]byte(`{"provider":"openai","auth":{}}`))
 	r.put(old)
 	time.Sleep(1100 * time.Millisecond) // keep plus the registry's second of slack
