@@ -32,8 +32,9 @@ routes: ## regenerate conf/routes/*.json from conf/routes/seed/ with `ai-proxy-r
 bench: build ## load benchmarks through the APISIX double and the relay's go benchmarks, written to docs/benchmarks.md
 	$(GO) run ./t/bench -runner $(BIN) -out docs/benchmarks.md
 
-fuzz: ## longer fuzzing: conf parser, SSE reader, embeddings converter
+fuzz: ## longer fuzzing: conf parsers, SSE reader, embeddings converter
 	$(GO) test -run '^$$' -fuzz FuzzParseConf -fuzztime 60s ./plugins/aiproxy
+	$(GO) test -run '^$$' -fuzz FuzzParseLimitConf -fuzztime 60s ./plugins/aiproxy
 	$(GO) test -run '^$$' -fuzz FuzzEventReader -fuzztime 60s ./providers
 	$(GO) test -run '^$$' -fuzz FuzzPredictToOpenAI -fuzztime 60s ./providers
 	$(GO) test -run '^$$' -fuzz FuzzApplyOptions -fuzztime 60s ./providers

@@ -8,6 +8,7 @@ go test -race -count=1 -timeout 10m $(go list ./... | grep -v /t/realapisix)
 # A few seconds of each fuzz target beyond its committed corpus; `make fuzz`
 # runs them longer.
 go test -run '^$' -fuzz '^FuzzParseConf$' -fuzztime 3s ./plugins/aiproxy
+go test -run '^$' -fuzz '^FuzzParseLimitConf$' -fuzztime 3s ./plugins/aiproxy
 go test -run '^$' -fuzz '^FuzzEventReader$' -fuzztime 3s ./providers
 go test -run '^$' -fuzz '^FuzzPredictToOpenAI$' -fuzztime 3s ./providers
 go test -run '^$' -fuzz '^FuzzApplyOptions$' -fuzztime 3s ./providers

@@ -41,12 +41,13 @@ func benchUpstream(answer []byte, events int) *httptest.Server {
 // benchPair runs the same request directly against the upstream and
 // through the relay.
 func benchPair(b *testing.B, answer []byte, events int, reqBody string) {
-	benchConf(b, answer, events, reqBody, false)
+	benchConf(b, answer, events, reqBody, false, false)
 }
 
 // benchConf is benchPair with an ai-proxy conf or, when multi, an
-// ai-proxy-multi conf of three instances on the same upstream.
-func benchConf(b *testing.B, answer []byte, events int, reqBody string, multi bool) {
+// ai-proxy-multi conf of three instances on the same upstream; limited
+// adds an ai-rate-limiting budget (local policy).
+func benchConf(b *testing.B, answer []byte, events int, reqBody string, multi, limited bool) {
 	path := "/v1/chat/completions"
 	if strings.Contains(reqBody, `"input"`) {
 		path = "/v1/embeddings"
@@ -64,6 +65,14 @@ func benchConf(b *testing.B, answer []byte, events int, reqBody string, multi bo
 		b.Fatal(c.Err)
 	}
 	p.confs.put(c)
+	var lc *LimitConf
+	if limited {
+		lc = p.ParseLimitConf([]byte(`{"limit":1000000000000,"time_window":60}`))
+		if lc.Err != nil {
+			b.Fatal(lc.Err)
+		}
+		p.limits.put(lc)
+	}
 	relay := httptest.NewServer(p)
 	defer relay.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -78,6 +87,9 @@ func benchConf(b *testing.B, answer []byte, events int, reqBody string, multi bo
 			req.Header.Set("Content-Type", "application/json")
 			if ticket {
 				req.Header.Set(TicketHeader, p.tickets.mint(c.ID))
+				if lc != nil {
+					req.Header.Set(LimitHeader, p.tickets.mint(lc.ID))
+				}
 			}
 			resp, err := client.Do(req)
 			if err != nil {
@@ -109,7 +121,15 @@ func BenchmarkRelayChat1KB(b *testing.B) { benchPair(b, chatAnswer(1<<10), 0, sm
 
 // BenchmarkRelayChat1KBMulti is BenchmarkRelayChat1KB through an
 // ai-proxy-multi route of three weighted instances: the cost of choosing.
-func BenchmarkRelayChat1KBMulti(b *testing.B) { benchConf(b, chatAnswer(1<<10), 0, smallChat, true) }
+func BenchmarkRelayChat1KBMulti(b *testing.B) {
+	benchConf(b, chatAnswer(1<<10), 0, smallChat, true, false)
+}
+
+// BenchmarkRelayChat1KBLimited is BenchmarkRelayChat1KB with an
+// ai-rate-limiting budget: the local check's cost in a whole call.
+func BenchmarkRelayChat1KBLimited(b *testing.B) {
+	benchConf(b, chatAnswer(1<<10), 0, smallChat, false, true)
+}
 
 func BenchmarkRelayChat64KB(b *testing.B) { benchPair(b, chatAnswer(64<<10), 0, smallChat) }
 

@@ -1,6 +1,10 @@
 package aiproxy
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
+)
 
 // FuzzParseConf: any conf text yields a Conf that is either valid (with a
 // provider) or carries an error naming a field; it never panics.
@@ -21,6 +25,30 @@ func FuzzParseConf(f *testing.F) {
 		}
 		if c.Err != nil && c.Err.Field == "" {
 			t.Fatalf("error names no field: %v", c.Err)
+		}
+	})
+}
+
+// FuzzParseLimitConf: any ai-rate-limiting or ai-proxy-multi conf text is
+// either valid or names a field; never a panic.
+func FuzzParseLimitConf(f *testing.F) {
+	for _, s := range []string{
+		`{"limit":300,"time_window":30,"limit_strategy":"prompt_tokens"}`,
+		`{"rules":[{"count":60,"time_window":60,"key":"$consumer_name $http_x_team","header_prefix":"c"}]}`,
+		`{"limit":0.5,"time_window":3600,"limit_strategy":"cost","prices":{"*":{"input":1,"output":2}}}`,
+		`{"instances":[{"name":"a","limit":10,"time_window":1}],"policy":"redis","redis_host":"h"}`,
+		`{"instances":[{"name":"a","provider":"openai","weight":1,"auth":{},"models":["m"]}],"balancer":{"algorithm":"chash","hash_on":"vars","key":"remote_addr"}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		lc := ParseLimitConf(in, nil, nil)
+		if lc.Err != nil && lc.Err.Field == "" {
+			t.Fatalf("limit conf error names no field: %v", lc.Err)
+		}
+		mc := ParseMultiConf(in, balance.NewRegistry())
+		if (mc.Err == nil) != (mc.Pool != nil) || mc.Err != nil && mc.Err.Field == "" {
+			t.Fatalf("multi conf %q: err %v", in, mc.Err)
 		}
 	})
 }
