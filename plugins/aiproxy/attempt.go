@@ -56,14 +56,7 @@ func (p *Plugin) attempt(w http.ResponseWriter, r *http.Request, c *call, body [
 			var err error
 			idx, trial, err = conf.Pool.Pick(c.clientModel, key, tried, time.Now())
 			if err != nil {
-				switch {
-				case last != nil:
-					p.deliver(w, r, c, last)
-				case c.refused != nil:
-					p.refuse(w, c, c.limits, c.refused)
-				default:
-					noInstance(w, c, err)
-				}
+				p.noneLeft(w, r, c, last, err)
 				return
 			}
 		}
@@ -134,6 +127,20 @@ func hashKey(h *HashKey, r *http.Request) uint64 {
 	return balance.HashKey(s)
 }
 
+// noneLeft answers a call for which the balancer has no instance left.
+//
+//go:noinline
+func (p *Plugin) noneLeft(w http.ResponseWriter, r *http.Request, c *call, last *outcome, err error) {
+	switch {
+	case last != nil:
+		p.deliver(w, r, c, last)
+	case c.refused != nil:
+		p.refuse(w, c, c.limits, c.refused)
+	default:
+		noInstance(w, c, err)
+	}
+}
+
 // transport says the attempt failed without an HTTP answer.
 func (a *attemptLog) transport() bool { return a.status == 0 }
 
@@ -144,15 +151,7 @@ func (p *Plugin) try(w http.ResponseWriter, r *http.Request, c *call, inst *Inst
 	c.tries++
 	out, err := inst.Provider.Prepare(body)
 	if err != nil {
-		if inst.health != nil {
-			inst.health.Release(trial, balance.Neutral, "", nil, time.Now())
-		}
-		status, kind := http.StatusBadRequest, "invalid_request"
-		var pe *providers.Error
-		if errors.As(err, &pe) {
-			status, kind = pe.Status, pe.Code
-		}
-		c.fail(w, status, kind, err.Error())
+		prepareFailed(w, c, inst, trial, err)
 		return o, true
 	}
 	c.api, c.stream, c.usageAdded = out.API, out.Stream, out.UsageAdded
@@ -161,11 +160,7 @@ func (p *Plugin) try(w http.ResponseWriter, r *http.Request, c *call, inst *Inst
 		c.requestModel = out.Model
 	}
 	if c.limits != nil {
-		if rf := p.reserve(r, c, c.limits, inst, estimate(c.limits, inst, c, out.Body)); rf != nil {
-			if inst.health != nil {
-				inst.health.Release(trial, balance.Neutral, "", nil, time.Now())
-			}
-			c.attempts = append(c.attempts, attemptLog{instance: inst.Name, provider: inst.ProviderName, reason: "budget_spent"})
+		if rf := p.admit(r, c, inst, trial, out.Body); rf != nil {
 			return outcome{refused: rf}, false
 		}
 	}
@@ -192,8 +187,38 @@ func (p *Plugin) try(w http.ResponseWriter, r *http.Request, c *call, inst *Inst
 		}
 		p.metrics.attempt(c, a)
 	}()
-	o = p.forward(w, r, c, out)
+	p.forward(w, r, c, out, &o)
 	return o, o.written
+}
+
+// prepareFailed answers a body the instance's adapter refused.
+//
+//go:noinline
+func prepareFailed(w http.ResponseWriter, c *call, inst *Instance, trial bool, err error) {
+	if inst.health != nil {
+		inst.health.Release(trial, balance.Neutral, "", nil, time.Now())
+	}
+	status, kind := http.StatusBadRequest, "invalid_request"
+	var pe *providers.Error
+	if errors.As(err, &pe) {
+		status, kind = pe.Status, pe.Code
+	}
+	c.fail(w, status, kind, err.Error())
+}
+
+// admit reserves the attempt's budgets; a refusal is logged as an
+// attempt that did not reach the provider.
+//
+//go:noinline
+func (p *Plugin) admit(r *http.Request, c *call, inst *Instance, trial bool, upstream []byte) *refusal {
+	rf := p.reserve(r, c, c.limits, inst, estimate(c.limits, inst, c, upstream))
+	if rf != nil {
+		if inst.health != nil {
+			inst.health.Release(trial, balance.Neutral, "", nil, time.Now())
+		}
+		c.attempts = append(c.attempts, attemptLog{instance: inst.Name, provider: inst.ProviderName, reason: "budget_spent"})
+	}
+	return rf
 }
 
 func (p *Plugin) statusVerdict(conf *Conf, status int) balance.Verdict {

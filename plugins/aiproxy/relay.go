@@ -94,7 +94,20 @@ func (c *call) fail(w http.ResponseWriter, status int, kind, msg string) {
 func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{start: time.Now(), id: p.callIDs.next(), cost: -1}
 	defer p.logCall(r, c)
+	body, reserved, ok := p.admitCall(w, r, c)
+	if !ok {
+		return
+	}
+	defer p.bodies.give(reserved)
+	p.attempt(w, r, c, body)
+}
 
+// admitCall checks the tickets, the method and the body, and reads it
+// within the runner's byte budget (give back reserved when done). Out of
+// ServeHTTP's frame, which every open stream holds.
+//
+//go:noinline
+func (p *Plugin) admitCall(w http.ResponseWriter, r *http.Request, c *call) (body []byte, reserved int64, ok bool) {
 	id, err := p.tickets.use(r.Header.Get(TicketHeader))
 	if err == nil {
 		if c.conf = p.confs.get(id); c.conf == nil {
@@ -103,42 +116,41 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		c.fail(w, http.StatusForbidden, "invalid_ticket", err.Error()+"; the relay serves only requests sent by APISIX through an ai-proxy route")
-		return
+		return nil, 0, false
 	}
 	if len(c.conf.Instances) == 1 {
 		c.provider = c.conf.Instances[0].ProviderName
 	}
 	if c.limits, err = p.limitConfFor(r); err != nil {
 		c.fail(w, http.StatusForbidden, "invalid_ticket", "rate-limit "+err.Error())
-		return
+		return nil, 0, false
 	}
 	// Chat and embeddings are POSTs; the relay would send anything as one.
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		c.fail(w, http.StatusMethodNotAllowed, "method_not_allowed", "only POST is relayed")
-		return
+		return nil, 0, false
 	}
 
 	// Bodies in flight share one budget, so many large requests at once
 	// are refused instead of taking the process's memory.
-	reserve := r.ContentLength
-	if reserve < 0 || reserve > c.conf.MaxReqBodySize {
+	reserved = r.ContentLength
+	if reserved < 0 || reserved > c.conf.MaxReqBodySize {
 		// No length (nginx always sends one; this is a direct test client):
 		// reserve a share, the read is capped by max_req_body_size anyway.
-		reserve = min(c.conf.MaxReqBodySize, 1<<20)
+		reserved = min(c.conf.MaxReqBodySize, 1<<20)
 	}
-	if !p.bodies.take(reserve) {
+	if !p.bodies.take(reserved) {
 		w.Header().Set("Retry-After", "1")
 		c.fail(w, http.StatusServiceUnavailable, "runner_busy", "too many request bytes in flight in this runner; retry shortly")
-		return
+		return nil, 0, false
 	}
-	defer p.bodies.give(reserve)
-
 	body, status, err := readBody(r, c.conf.MaxReqBodySize)
 	c.bytesIn = int64(len(body))
 	if err != nil {
+		p.bodies.give(reserved)
 		c.fail(w, status, "invalid_request", err.Error())
-		return
+		return nil, 0, false
 	}
 	if m := gjson.GetBytes(body, "model"); m.Type == gjson.String {
 		// The request model is what the client asked for; options may
@@ -148,7 +160,7 @@ func (p *Plugin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.conf.LogPayloads {
 		c.reqBody = body
 	}
-	p.attempt(w, r, c, body)
+	return body, reserved, true
 }
 
 // readBody reads the client's JSON body, refusing more than limit bytes.
@@ -257,7 +269,10 @@ type errInvalidAnswer struct{ msg string }
 
 func (e errInvalidAnswer) Error() string { return e.msg }
 
-func (p *Plugin) forward(w http.ResponseWriter, r *http.Request, c *call, out *providers.Outbound) outcome {
+// forward makes one upstream call and fills o with how it ended. o is the
+// caller's: results passed by pointer keep this frame, which every open
+// stream holds, small.
+func (p *Plugin) forward(w http.ResponseWriter, r *http.Request, c *call, out *providers.Outbound, o *outcome) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	dl := &deadline{cancel: cancel}
@@ -266,41 +281,71 @@ func (p *Plugin) forward(w http.ResponseWriter, r *http.Request, c *call, out *p
 	if c.stream && c.conf.MaxStreamTime > 0 {
 		dl.after(c.conf.MaxStreamTime, "max_stream_duration_ms")
 	}
-	if u, err := url.Parse(out.URL); err == nil {
-		c.upstreamHost = u.Host
-	}
+	c.upstreamHost = hostOf(out.URL)
 	if len(out.Parts) > 0 {
-		return p.fanOut(ctx, w, r, c, dl, out)
+		p.fanOut(ctx, w, r, c, dl, out, o)
+		return
 	}
 
 	sent := time.Now()
 	resp, err := p.send(ctx, r, c, out.URL, out.Body)
 	if err != nil {
-		return outcome{err: err, limit: dl.which()}
+		o.err, o.limit = err, dl.which()
+		return
 	}
 	defer resp.Body.Close()
+	o.header = resp.Header
 	// The relay asks for no encoding (it reads answers); one it did not ask
 	// for cannot be read or relayed as it claims to be.
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		dl.stop()
-		return outcome{header: resp.Header, err: errInvalidAnswer{fmt.Sprintf("%s answered with Content-Encoding %.32q, which the relay did not ask for", c.provider, ce)}}
+		o.err = badEncoding(c, ce)
+		return
 	}
-
 	if c.stream && out.Convert == nil && resp.StatusCode/100 == 2 && isEventStream(resp.Header) {
-		return p.stream(w, r, c, dl, firstByte, resp, sent)
+		p.stream(w, r, c, dl, firstByte, resp, sent, o)
+		return
 	}
 	c.ttft = time.Since(sent)
+	p.whole(w, c, dl, resp, out.Convert, o)
+}
+
+// whole reads an answer whole; a success is written, an error held in o
+// for the caller to answer with or to move on from.
+//
+//go:noinline
+func (p *Plugin) whole(w http.ResponseWriter, c *call, dl *deadline, resp *http.Response, convert func([][]byte) ([]byte, error), o *outcome) {
 	buf, err := p.readWhole(resp, c.conf)
 	if err != nil {
-		return outcome{header: resp.Header, err: err, limit: dl.which()}
+		o.err, o.limit = err, dl.which()
+		return
 	}
 	dl.stop()
+	o.status = resp.StatusCode
 	if resp.StatusCode/100 != 2 {
-		return outcome{status: resp.StatusCode, header: resp.Header, body: buf}
+		o.body = buf
+		return
 	}
 	defer putBuffer(buf)
-	p.writeWhole(w, c, resp.StatusCode, resp.Header, [][]byte{buf.Bytes()}, out.Convert)
-	return outcome{written: true, status: resp.StatusCode, header: resp.Header}
+	p.writeWhole(w, c, resp.StatusCode, resp.Header, [][]byte{buf.Bytes()}, convert)
+	o.written = true
+}
+
+// The helpers below keep cold paths' temporaries (a parsed URL, fmt's
+// arguments) out of the frames a stream holds for its whole life: every
+// open stream's goroutine stack is sized by its deepest frame chain.
+
+//go:noinline
+func hostOf(target string) string {
+	if u, err := url.Parse(target); err == nil {
+		return u.Host
+	}
+	return ""
+}
+
+//go:noinline
+func badEncoding(c *call, ce string) error {
+	return errInvalidAnswer{fmt.Sprintf("%s answered with Content-Encoding %.32q, which the relay did not ask for", c.provider, ce)}
 }
 
 // errAuth marks a failure to obtain upstream credentials (a token fetch).
@@ -370,7 +415,7 @@ func putBuffer(b *bytes.Buffer) {
 
 // fanOut sends every part as its own call, in parallel, and answers with
 // the converted whole, or with the first error answer as the provider gave it.
-func (p *Plugin) fanOut(ctx context.Context, w http.ResponseWriter, r *http.Request, c *call, dl *deadline, out *providers.Outbound) outcome {
+func (p *Plugin) fanOut(ctx context.Context, w http.ResponseWriter, r *http.Request, c *call, dl *deadline, out *providers.Outbound, o *outcome) {
 	type answer struct {
 		status int
 		header http.Header
@@ -411,16 +456,18 @@ func (p *Plugin) fanOut(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	bodies := make([][]byte, len(answers))
 	for i, a := range answers {
 		if a.err != nil {
-			return outcome{header: a.header, err: a.err, limit: limit}
+			*o = outcome{header: a.header, err: a.err, limit: limit}
+			return
 		}
 		if a.status/100 != 2 {
 			held = i
-			return outcome{status: a.status, header: a.header, body: a.body}
+			*o = outcome{status: a.status, header: a.header, body: a.body}
+			return
 		}
 		bodies[i] = a.body.Bytes()
 	}
 	p.writeWhole(w, c, answers[0].status, answers[0].header, bodies, out.Convert)
-	return outcome{written: true, status: answers[0].status, header: answers[0].header}
+	*o = outcome{written: true, status: answers[0].status, header: answers[0].header}
 }
 
 // maxParallelParts bounds the calls one fanned-out request makes at once.

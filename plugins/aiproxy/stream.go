@@ -19,7 +19,7 @@ var eventReaders = sync.Pool{New: func() any { return providers.NewEventReader(n
 // soon as it is complete. The response headers wait for the first data
 // event, so they can carry the time to first token and the model; comments
 // before it (DeepSeek's ": keep-alive" while queued) go out with it.
-func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *deadline, firstByte *time.Timer, resp *http.Response, sent time.Time) outcome {
+func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *deadline, firstByte *time.Timer, resp *http.Response, sent time.Time, o *outcome) {
 	er := eventReaders.Get().(*providers.EventReader)
 	er.Reset(resp.Body)
 	defer func() {
@@ -30,7 +30,6 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 	var pending []byte
 	started := false
 	var idle *time.Timer
-	done := outcome{written: true, status: resp.StatusCode, header: resp.Header}
 
 	for {
 		raw, err := er.Next()
@@ -64,16 +63,16 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 				}
 				p.metrics.streamStarted()
 				defer p.metrics.streamEnded()
+				o.written, o.status = true, resp.StatusCode
 				if !p.write(w, rc, c, pending) {
-					return done
+					return
 				}
 			}
 			if send && !p.write(w, rc, c, raw) {
-				return done
+				return
 			}
 			if limit := c.conf.MaxResponseBytes; limit > 0 && c.bytesOut > limit {
-				c.errKind, c.errMsg = "stream_limit", fmt.Sprintf("stream passed max_response_bytes %d", limit)
-				panic(http.ErrAbortHandler)
+				streamTooLong(c, limit)
 			}
 		}
 		if err == nil {
@@ -81,11 +80,11 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 		}
 		switch {
 		case errors.Is(err, io.EOF) && started:
-			return done // a stream without [DONE] ends at EOF; the log tells
+			return // a stream without [DONE] ends at EOF; the log tells
 		case errors.Is(err, io.EOF):
-			return outcome{header: resp.Header, err: errInvalidAnswer{c.provider + " stream ended before its first event"}}
+			o.err = errInvalidAnswer{c.provider + " stream ended before its first event"}
 		case !started:
-			return outcome{header: resp.Header, err: err, limit: dl.which()}
+			o.err, o.limit = err, dl.which()
 		case r.Context().Err() != nil && dl.which() == "":
 			c.errKind, c.errMsg = "client_closed", "client closed the stream"
 		default:
@@ -98,7 +97,7 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 			// truncated stream must not look complete.
 			panic(http.ErrAbortHandler)
 		}
-		return done
+		return
 	}
 }
 
@@ -128,4 +127,13 @@ func (p *Plugin) write(w http.ResponseWriter, rc *http.ResponseController, c *ca
 		return false
 	}
 	return true
+}
+
+// streamTooLong cuts a stream past max_response_bytes (out of line: see
+// hostOf).
+//
+//go:noinline
+func streamTooLong(c *call, limit int64) {
+	c.errKind, c.errMsg = "stream_limit", fmt.Sprintf("stream passed max_response_bytes %d", limit)
+	panic(http.ErrAbortHandler)
 }

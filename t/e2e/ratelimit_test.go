@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +11,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/fakes"
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/redisserver"
 )
 
 // limitedRoute puts a route with an AI proxy plugin ("ai-proxy" or
@@ -204,63 +202,19 @@ func TestRateLimiting(t *testing.T) {
 	})
 }
 
-// redisServer runs a redis-server on a free port until stopped.
-type redisServer struct {
-	port string
-	cmd  *exec.Cmd
-}
-
-func startRedis(t *testing.T, port string) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("AI_PROXY_REQUIRE_REDIS") != "" {
-			t.Fatal("redis-server is not installed")
-		}
-		t.Skip("redis-server is not installed (apt-get install redis-server)")
-	}
-	if port == "" {
-		port = strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
-	}
-	s := &redisServer{port: port, cmd: exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *redisServer) stop() {
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_, _ = s.cmd.Process.Wait()
-	}
-}
-
-// Two nodes (two APISIX, two runners) share one budget in Redis exactly:
+// Two nodes (two APISIX test doubles, two runners) share one budget in Redis exactly:
 // 200 concurrent calls spread over both never spend more than the limit,
 // because each reserves its estimate atomically and estimates here are
 // never below real usage. Then Redis dies: fail_mode decides, and limits
 // work again when it returns.
 func TestRateLimitingRedisCluster(t *testing.T) {
-	rs := startRedis(t, "")
+	rs := redisserver.Start(t, 0)
 	nodes := []*env{newEnv(t), newEnv(t)}
 	f := fakes.StartProvider(fakes.ProviderOptions{})
 	defer f.Close()
 	const limit = 600
 	conf := func(mode string) string {
-		return `{"limit":` + strconv.Itoa(limit) + `,"time_window":3600,"policy":"redis","redis_host":"127.0.0.1","redis_port":` + rs.port + `,"redis_timeout":300,"fail_mode":"` + mode + `"}`
+		return `{"limit":` + strconv.Itoa(limit) + `,"time_window":3600,"policy":"redis","redis_host":"127.0.0.1","redis_port":` + strconv.Itoa(rs.Port) + `,"redis_timeout":300,"fail_mode":"` + mode + `"}`
 	}
 	for _, n := range nodes {
 		n.limitedRoute(t, "/shared", "ai-proxy", localProxy(f.URL), conf("deny"))
@@ -298,7 +252,7 @@ func TestRateLimitingRedisCluster(t *testing.T) {
 
 	// Redis down: deny refuses with 503 rate_limiter_unavailable; allow lets
 	// calls through.
-	rs.stop()
+	rs.Stop()
 	nodes[1].limitedRoute(t, "/open", "ai-proxy", localProxy(f.URL), conf("allow"))
 	if a := nodes[0].askH(t, "/shared", mathBody); a.status != 503 || a.errorCode != "rate_limiter_unavailable" {
 		t.Fatalf("deny with Redis down: %+v", a.answer)
@@ -307,7 +261,7 @@ func TestRateLimitingRedisCluster(t *testing.T) {
 		t.Fatalf("allow with Redis down: %+v", a.answer)
 	}
 	// Redis back (empty: this one keeps nothing): limits count again.
-	startRedis(t, rs.port)
+	redisserver.Start(t, rs.Port)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		a := nodes[0].askH(t, "/shared", mathBody)

@@ -3,10 +3,12 @@ package realapisix_test
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/redisserver"
 	"github.com/ai-proxy-runner/ai-proxy-runner/t/seeds"
 )
 
@@ -94,4 +96,41 @@ func TestRateLimitingOnRealAPISIX(t *testing.T) {
 	if jill := limited("jill"); jill != jack {
 		t.Fatalf("jill got %d calls, jack %d: budgets are not per consumer", jill, jack)
 	}
+}
+
+// Two real APISIX nodes, each with the runner APISIX spawned, share one
+// budget through a real Redis: 100 concurrent calls spread over both never
+// spend more than the limit.
+func TestRateLimitingRedisOnTwoRealNodes(t *testing.T) {
+	rs := redisserver.Start(t, 0)
+	nodes := []*lane{newLane(t), newLane(t)}
+	const limit = 300
+	limitConf := `{"limit":` + strconv.Itoa(limit) + `,"time_window":3600,"policy":"redis","redis_host":"127.0.0.1","redis_port":` + strconv.Itoa(rs.Port) + `}`
+	for _, n := range nodes {
+		proxyConf := `{"provider":"openai-compatible","auth":{"header":{"Authorization":"Bearer ` + localKey + `"}},"options":{"model":"m"},"override":{"endpoint":"` + n.local.URL + `/v1/chat/completions"}}`
+		route := `{"id":"shared","uri":"/shared","methods":["POST"],"plugins":{"ext-plugin-pre-req":{"conf":[` +
+			`{"name":"ai-rate-limiting","value":` + jsonString(limitConf) + `},{"name":"ai-proxy","value":` + jsonString(proxyConf) + `}]}},"upstream_id":"ai-proxy-relay"}`
+		n.putRouteJSON(t, "shared", route)
+	}
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := nodes[i%2].post(t, "/shared", `{"messages":[{"role":"user","content":"one two three"}]}`)
+			mu.Lock()
+			statuses[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	// Each call uses 3 prompt + 3 answer tokens and reserves about 20.
+	admitted := nodes[0].local.Count() + nodes[1].local.Count()
+	if statuses[200] != admitted || statuses[200]+statuses[503] != 100 || admitted*6 > limit || admitted*6 < limit/2 ||
+		nodes[0].local.Count() == 0 || nodes[1].local.Count() == 0 {
+		t.Fatalf("statuses %v, providers called %d + %d times", statuses, nodes[0].local.Count(), nodes[1].local.Count())
+	}
+	t.Logf("APISIX %s ×2: %d of 100 admitted, %d tokens of %d", nodes[0].Version, admitted, admitted*6, limit)
 }

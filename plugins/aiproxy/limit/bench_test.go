@@ -2,11 +2,11 @@ package limit
 
 import (
 	"context"
-	"net"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/redisserver"
 )
 
 // The cost of a budget check, to set beside the ext-plugin round trip: one
@@ -30,35 +30,11 @@ func benchStore(b *testing.B, s Store) {
 
 func BenchmarkBudgetLocal(b *testing.B) { benchStore(b, NewLocal(0)) }
 
-// BenchmarkBudgetRedis needs redis-server on PATH; it runs one on a free
-// port for the benchmark.
+// BenchmarkBudgetRedis runs a redis-server on a free port (skipped when
+// none is installed).
 func BenchmarkBudgetRedis(b *testing.B) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		b.Skip("redis-server is not installed")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
-	for start := time.Now(); ; {
-		if c, err := net.Dial("tcp", l.Addr().String()); err == nil {
-			c.Close()
-			break
-		}
-		if time.Since(start) > 5*time.Second {
-			b.Fatal("redis-server did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	srv := redisserver.Start(b, 0)
 	rs := NewRedises()
 	defer rs.Close()
-	benchStore(b, rs.For(RedisConf{Host: "127.0.0.1", Port: port, Timeout: time.Second, KeepalivePool: 10, KeepaliveTimeout: 10 * time.Second}))
+	benchStore(b, rs.For(RedisConf{Host: "127.0.0.1", Port: srv.Port, Timeout: time.Second, KeepalivePool: 10, KeepaliveTimeout: 10 * time.Second}))
 }

@@ -3,7 +3,6 @@ package limit
 import (
 	"context"
 	"errors"
-	"net"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/t/redisserver"
 )
 
 // clock is an injectable time source for Local.now.
@@ -298,39 +299,8 @@ func TestLocalConcurrent(t *testing.T) {
 // test ends.
 func redisServer(t *testing.T) (port int, cmd *exec.Cmd) {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port = ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	cmd = exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
-		_ = cmd.Process.Kill()
-		<-done
-	})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 100*time.Millisecond)
-		if err == nil {
-			_ = c.Close()
-			return port, cmd
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not listen on %d: %v", port, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s := redisserver.Start(t, 0)
+	return s.Port, s.Cmd
 }
 
 func redisStore(t *testing.T, port int) *Redis {
