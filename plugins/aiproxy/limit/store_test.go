@@ -372,10 +372,13 @@ func TestRedisNewWindow(t *testing.T) {
 	port, _ := redisServer(t)
 	r := redisStore(t, port)
 	ctx := context.Background()
-	key := Key("redis-window")
 	const w = 200 * time.Millisecond
 	var first Result
-	for {
+	var key string
+	for try := 0; ; try++ {
+		// A fresh key per try: a retried try's second call has already
+		// counted in the next window.
+		key = Key("redis-window", strconv.Itoa(try))
 		res, err := r.Reserve(ctx, key, w, 3, 3)
 		if err != nil || !res.Allowed {
 			t.Fatalf("Reserve: %+v, %v", res, err)
