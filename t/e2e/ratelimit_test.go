@@ -243,9 +243,10 @@ func TestRateLimitingRedisCluster(t *testing.T) {
 	wg.Wait()
 	spent := ok * usedTokens
 	// Over-spend bound: none, since every estimate (about 20 tokens)
-	// exceeds the real 6. Under-use bound: the budget ends refusing once
-	// what is left is below the estimates in flight.
-	if other != 0 || spent > limit || spent < limit/2 || f.Count() != ok {
+	// exceeds the real 6. Under-use bound: the first wave of reservations
+	// alone admits limit/20 calls of 6 tokens, more than limit/4; calls
+	// refused while estimates were in flight may leave the rest unused.
+	if other != 0 || spent > limit || spent < limit/4 || f.Count() != ok {
 		t.Fatalf("%d admitted (%d tokens of %d), %d refused, %d other; provider saw %d", ok, spent, limit, refused, other, f.Count())
 	}
 	t.Logf("200 concurrent calls on two nodes: %d admitted, %d tokens of %d, %d refused", ok, spent, limit, refused)

@@ -135,9 +135,11 @@ func TestRateLimitingRedisOnTwoRealNodes(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	// Each call uses 3 prompt + 3 answer tokens and reserves about 20.
+	// Each call uses 3 prompt + 3 answer tokens and reserves about 20: never
+	// over the limit, and the first wave of reservations alone spends more
+	// than a quarter of it (see the double's cluster test).
 	admitted := nodes[0].local.Count() + nodes[1].local.Count()
-	if statuses[200] != admitted || statuses[200]+statuses[503] != 100 || admitted*6 > limit || admitted*6 < limit/2 ||
+	if statuses[200] != admitted || statuses[200]+statuses[503] != 100 || admitted*6 > limit || admitted*6 < limit/4 ||
 		nodes[0].local.Count() == 0 || nodes[1].local.Count() == 0 {
 		t.Fatalf("statuses %v, providers called %d + %d times", statuses, nodes[0].local.Count(), nodes[1].local.Count())
 	}
