@@ -7,7 +7,6 @@ import (
 	"math"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,16 +81,6 @@ var limitSchema = schema{
 
 // keyVar is a variable in a rule key: $name or ${name}.
 var keyVar = regexp.MustCompile(`\$\{?([a-zA-Z_][a-zA-Z0-9_]*)\}?`)
-
-// relayVars are the variables the relay can resolve from the request
-// APISIX forwards (see resolveVar).
-func relayVar(name string) bool {
-	switch name {
-	case "remote_addr", "consumer_name", "uri", "host", "request_method", "route_id":
-		return true
-	}
-	return strings.HasPrefix(name, "http_") || strings.HasPrefix(name, "arg_") || strings.HasPrefix(name, "cookie_")
-}
 
 // ParseLimitConf parses and validates an ai-rate-limiting conf. Counters
 // of the local policy live in local; redis ones in a client from redises.
@@ -263,7 +252,7 @@ func (c *LimitConf) parseRules(v *validator, list gjson.Result) {
 			iv.fail("key", "must contain a variable ($consumer_name, $remote_addr, $http_x_user…)")
 		}
 		for _, m := range vars {
-			if !relayVar(m[1]) && iv.err == nil {
+			if varResolver(m[1]) == nil && iv.err == nil {
 				iv.fail("key", "uses $%s, which the runner cannot see; use remote_addr, consumer_name, uri, host, request_method, route_id, http_*, arg_* or cookie_*", m[1])
 			}
 		}

@@ -124,7 +124,7 @@ func setLLMHeaders(h http.Header, c *call, withUsage bool) {
 		h.Set(HeaderCompletionTokens, strconv.FormatInt(c.obs.Usage.Completion, 10))
 		h.Set(HeaderTotalTokens, strconv.FormatInt(c.obs.Usage.Total, 10))
 		if c.limits != nil && c.limits.Prices != nil {
-			c.cost = c.limits.cost(c.obs.Model, c.obs.Usage, c.requestModel)
+			c.cost = c.limits.price(c)
 			h.Set(HeaderCost, formatCost(c.cost))
 		}
 	}

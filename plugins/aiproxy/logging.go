@@ -22,7 +22,7 @@ const maxLoggedPayload = 16 << 10
 // never the URL (auth.query keys) or a header (credentials).
 func (p *Plugin) logCall(r *http.Request, c *call) {
 	if c.cost < 0 && c.limits != nil && c.limits.Prices != nil && c.obs.UsageSeen {
-		c.cost = c.limits.cost(c.obs.Model, c.obs.Usage, c.requestModel)
+		c.cost = c.limits.price(c)
 	}
 	p.metrics.observe(c)
 	if c.conf != nil && !c.conf.LogSummaries {

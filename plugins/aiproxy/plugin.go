@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pkgHTTP "github.com/apache/apisix-go-plugin-runner/pkg/http"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/limit"
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
 )
 
 // Name is the plugin name routes use in their ext-plugin-pre-req conf.
@@ -128,25 +130,14 @@ func (p *Plugin) RequestFilter(conf any, w http.ResponseWriter, r pkgHTTP.Reques
 func (p *Plugin) Filter(conf any, w http.ResponseWriter, r pkgHTTP.Request) {
 	c, ok := conf.(*Conf)
 	if !ok || c.Err != nil {
-		msg := "conf is invalid"
-		param := ""
-		if ok {
-			msg = "invalid " + c.Plugin + " conf: " + c.Err.Error()
-			param = c.Err.Field
+		if !ok {
+			invalidConf(w, "", nil)
+		} else {
+			invalidConf(w, c.Plugin, c.Err)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = w.Write(errorBody(msg, "invalid_conf", param))
 		return
 	}
-	if c.routeID.Load() == nil {
-		// One ExtraInfo round trip per conf token, not per request.
-		id, err := r.Var("route_id")
-		if err == nil {
-			s := string(id)
-			c.routeID.Store(&s)
-		}
-	}
+	rememberRoute(&c.routeID, r)
 	p.confs.put(c)
 	if c.Hash != nil && c.Hash.fromVars() {
 		// Variables live in APISIX: ask for them here. A value the client
@@ -198,23 +189,43 @@ func (p *Plugin) ParseLimitConf(in []byte) *LimitConf {
 func (p *Plugin) FilterLimit(conf any, w http.ResponseWriter, r pkgHTTP.Request) {
 	c, ok := conf.(*LimitConf)
 	if !ok || c.Err != nil {
-		msg, param := LimitName+" conf is invalid", ""
+		var err *providers.ConfError
 		if ok {
-			msg, param = "invalid "+LimitName+" conf: "+c.Err.Error(), c.Err.Field
+			err = c.Err
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = w.Write(errorBody(msg, "invalid_conf", param))
+		invalidConf(w, LimitName, err)
 		return
 	}
-	if c.routeID.Load() == nil {
-		if id, err := r.Var("route_id"); err == nil {
-			s := string(id)
-			c.routeID.Store(&s)
-		}
-	}
+	rememberRoute(&c.routeID, r)
 	p.limits.put(c)
 	r.Header().Set(LimitHeader, p.tickets.mint(c.ID))
+}
+
+// invalidConf stops a request whose route conf is invalid: a 500 naming
+// the field (never its value). err is nil when the conf is not even ours.
+func invalidConf(w http.ResponseWriter, plugin string, err *providers.ConfError) {
+	msg, param := "conf is invalid", ""
+	if plugin != "" {
+		msg = plugin + " " + msg
+	}
+	if err != nil {
+		msg, param = "invalid "+plugin+" conf: "+err.Error(), err.Field
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusInternalServerError)
+	_, _ = w.Write(errorBody(msg, "invalid_conf", param))
+}
+
+// rememberRoute asks APISIX for the route id once per conf token (one
+// ExtraInfo round trip), not per request; the call log names the route.
+func rememberRoute(slot *atomic.Pointer[string], r pkgHTTP.Request) {
+	if slot.Load() != nil {
+		return
+	}
+	if id, err := r.Var("route_id"); err == nil {
+		s := string(id)
+		slot.Store(&s)
+	}
 }
 
 // instanceStates walks the ai-proxy-multi instances of the live confs, the
@@ -260,18 +271,24 @@ func (p *Plugin) Owns(r *http.Request) bool {
 
 // errorBody is the OpenAI-shaped error every client-facing failure uses.
 func errorBody(msg, code, param string) []byte {
-	type detail struct {
-		Message string  `json:"message"`
-		Type    string  `json:"type"`
-		Code    string  `json:"code"`
-		Param   *string `json:"param"`
-	}
-	d := detail{Message: msg, Type: "ai_proxy_error", Code: code}
+	b, _ := json.Marshal(map[string]errorDetail{"error": newErrorDetail(msg, code, param)})
+	return b
+}
+
+// errorDetail is the "error" object of errorBody.
+type errorDetail struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Code    string  `json:"code"`
+	Param   *string `json:"param"`
+}
+
+func newErrorDetail(msg, code, param string) errorDetail {
+	d := errorDetail{Message: msg, Type: "ai_proxy_error", Code: code}
 	if param != "" {
 		d.Param = &param
 	}
-	b, _ := json.Marshal(map[string]detail{"error": d})
-	return b
+	return d
 }
 
 // identified is a parsed conf a ticket can name.

@@ -128,15 +128,19 @@ func (lc *LimitConf) charge(c *call) int64 {
 	case "completion_tokens":
 		return u.Completion
 	case "cost":
-		// Providers answer with a snapshot name (gpt-4o-2024-08-06): the
-		// requested model's price, which the estimate used, applies when
-		// the answered one has none.
-		return lc.cost(c.obs.Model, u, c.requestModel)
+		return lc.price(c)
 	}
 	if u.Total == 0 {
 		return u.Prompt + u.Completion
 	}
 	return u.Total
+}
+
+// price is the finished call's price in millionths. Providers answer
+// with a snapshot name (gpt-4o-2024-08-06): the requested model's price,
+// which the estimate used, applies when the answered one has none.
+func (lc *LimitConf) price(c *call) int64 {
+	return lc.cost(c.obs.Model, c.obs.Usage, c.requestModel)
 }
 
 // cost is a usage's price in millionths of the prices' currency: prices
@@ -279,29 +283,44 @@ func resolveKey(tmpl string, r *http.Request, route string) (string, bool) {
 }
 
 func resolveVar(name string, r *http.Request, route string) string {
-	switch {
-	case name == "remote_addr":
-		return clientIP(r)
-	case name == "consumer_name":
-		return r.Header.Get("X-Consumer-Username")
-	case name == "uri":
-		return r.URL.Path
-	case name == "host":
-		return r.Host
-	case name == "request_method":
-		return r.Method
-	case name == "route_id":
-		return route
-	case strings.HasPrefix(name, "http_"):
-		return r.Header.Get(strings.ReplaceAll(name[5:], "_", "-"))
-	case strings.HasPrefix(name, "arg_"):
-		return r.URL.Query().Get(name[4:])
-	case strings.HasPrefix(name, "cookie_"):
-		if ck, err := r.Cookie(name[7:]); err == nil {
-			return ck.Value
-		}
+	if f := varResolver(name); f != nil {
+		return f(r, route)
 	}
 	return ""
+}
+
+// varResolver reads one rule-key variable from the request APISIX
+// forwarded to the relay; nil for a variable the relay cannot see. The
+// conf check uses it too, so what a conf may name and what resolves stay
+// one list.
+func varResolver(name string) func(r *http.Request, route string) string {
+	switch {
+	case name == "remote_addr":
+		return func(r *http.Request, _ string) string { return clientIP(r) }
+	case name == "consumer_name":
+		return func(r *http.Request, _ string) string { return r.Header.Get("X-Consumer-Username") }
+	case name == "uri":
+		return func(r *http.Request, _ string) string { return r.URL.Path }
+	case name == "host":
+		return func(r *http.Request, _ string) string { return r.Host }
+	case name == "request_method":
+		return func(r *http.Request, _ string) string { return r.Method }
+	case name == "route_id":
+		return func(_ *http.Request, route string) string { return route }
+	case strings.HasPrefix(name, "http_"):
+		h := strings.ReplaceAll(name[5:], "_", "-")
+		return func(r *http.Request, _ string) string { return r.Header.Get(h) }
+	case strings.HasPrefix(name, "arg_"):
+		return func(r *http.Request, _ string) string { return r.URL.Query().Get(name[4:]) }
+	case strings.HasPrefix(name, "cookie_"):
+		return func(r *http.Request, _ string) string {
+			if ck, err := r.Cookie(name[7:]); err == nil {
+				return ck.Value
+			}
+			return ""
+		}
+	}
+	return nil
 }
 
 // setQuotaHeaders writes the quota headers of the budgets an attempt holds.
@@ -336,10 +355,10 @@ func (p *Plugin) refuse(w http.ResponseWriter, c *call, lc *LimitConf, rf *refus
 	h.Set("Content-Type", "application/json")
 	h.Set(HeaderCallID, c.id)
 	setInstanceHeaders(h, c)
-	var body map[string]any
-	_ = json.Unmarshal(errorBody(msg, "rate_limited", ""), &body)
-	body["error_msg"] = msg
-	b, _ := json.Marshal(body)
+	b, _ := json.Marshal(struct {
+		Error    errorDetail `json:"error"`
+		ErrorMsg string      `json:"error_msg"`
+	}{newErrorDetail(msg, "rate_limited", ""), msg})
 	w.WriteHeader(lc.RejectedCode)
 	_, _ = w.Write(b)
 }

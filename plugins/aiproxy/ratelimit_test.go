@@ -231,7 +231,7 @@ func TestResolveKey(t *testing.T) {
 	}
 }
 
-// Every variable the conf check accepts (relayVar) must resolve from the
+// Every variable the conf check accepts (varResolver) must resolve from the
 // request the relay gets, or a rule on it never applies: $server_port does
 // not reach the relay, so a rule on it is refused.
 func TestRuleOnUnseenVariableRefused(t *testing.T) {
