@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -65,14 +66,7 @@ type answer struct {
 
 func (e *env) ask(t *testing.T, uri, body string) answer {
 	t.Helper()
-	resp := e.post(t, uri, body)
-	b := readAll(t, resp)
-	return answer{
-		status: resp.StatusCode, body: b,
-		instance: resp.Header.Get("X-LLM-Instance"), attempts: resp.Header.Get("X-LLM-Attempts"),
-		reason: resp.Header.Get("X-LLM-Fallback-Reason"), retryAfter: resp.Header.Get("Retry-After"),
-		errorCode: gjson.Get(b, "error.code").String(), callID: resp.Header.Get("X-LLM-Call-Id"),
-	}
+	return e.askH(t, uri, body).answer
 }
 
 func TestMultiBalancing(t *testing.T) {
@@ -216,7 +210,7 @@ func TestMultiFallback(t *testing.T) {
 		if a.status != 200 || a.instance != "b" || a.reason != "http_429" {
 			t.Fatalf("%+v", a)
 		}
-		if got := gaugeLine(t, metrics, `ai_proxy_instance_state{instance="a",route="cool",state="cooling"}`); got != 1 {
+		if got := runnerGauge(t, metrics, `ai_proxy_instance_state{instance="a",route="cool",state="cooling"}`); got != 1 {
 			t.Fatalf("state gauge cooling = %v", got)
 		}
 		for time.Since(start) < 1700*time.Millisecond {
@@ -237,10 +231,10 @@ func TestMultiFallback(t *testing.T) {
 		if f[0].Count() != 2 {
 			t.Fatalf("no trial call to a after its cooldown")
 		}
-		if got := gaugeLine(t, metrics, `ai_proxy_instance_state{instance="a",route="cool",state="healthy"}`); got != 1 {
+		if got := runnerGauge(t, metrics, `ai_proxy_instance_state{instance="a",route="cool",state="healthy"}`); got != 1 {
 			t.Fatalf("after a good trial the state gauge healthy = %v", got)
 		}
-		if got := gaugeLine(t, metrics, `ai_proxy_instance_attempts_total{instance="a",provider="openai-compatible",result="http_429"}`); got != 1 {
+		if got := runnerGauge(t, metrics, `ai_proxy_instance_attempts_total{instance="a",provider="openai-compatible",result="http_429"}`); got != 1 {
 			t.Fatalf("attempts counter = %v", got)
 		}
 	})
@@ -411,26 +405,11 @@ func TestMultiFlappingInstance(t *testing.T) {
 	t.Logf("%d requests, flaky: %d calls while failing (last window), %d total", total.Load(), duringFailure, f[0].Count())
 }
 
+// readBody reads a whole answer; a broken stream is an error.
 func readBody(resp *http.Response) (string, error) {
 	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			if err.Error() == "EOF" {
-				return b.String(), nil
-			}
-			return b.String(), err
-		}
-	}
-}
-
-// gaugeLine reads one labelled series from the runner's metrics.
-func gaugeLine(t *testing.T, addr, series string) float64 {
-	t.Helper()
-	return runnerGauge(t, addr, series)
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
 
 // callEntry waits for the call log's line of one call.

@@ -52,12 +52,14 @@ func (e *env) askH(t *testing.T, uri, body string, hdr ...string) answerH {
 	resp := e.post(t, uri, body, hdr...)
 	b := readAll(t, resp)
 	return answerH{answer{status: resp.StatusCode, body: b, instance: resp.Header.Get("X-LLM-Instance"),
-		attempts: resp.Header.Get("X-LLM-Attempts"), retryAfter: resp.Header.Get("Retry-After"),
-		errorCode: gjson.Get(b, "error.code").String(), callID: resp.Header.Get("X-LLM-Call-Id")}, resp.Header}
+		attempts: resp.Header.Get("X-LLM-Attempts"), reason: resp.Header.Get("X-LLM-Fallback-Reason"),
+		retryAfter: resp.Header.Get("Retry-After"), errorCode: gjson.Get(b, "error.code").String(),
+		callID: resp.Header.Get("X-LLM-Call-Id")}, resp.Header}
 }
 
 func TestRateLimiting(t *testing.T) {
-	e := newEnv(t)
+	metrics := freeAddr(t)
+	e := newEnv(t, withArgs("--metrics-addr", metrics))
 
 	t.Run("a route's token budget, with APISIX's quota headers", func(t *testing.T) {
 		f := startFakes(t, 1)[0]
@@ -199,7 +201,17 @@ func TestRateLimiting(t *testing.T) {
 		if calls*120 > 1000 || calls < 3 {
 			t.Fatalf("%d calls admitted under a 0.001 budget", calls)
 		}
+		// The spend counter has every priced call (within float rounding).
+		got := runnerGauge(t, metrics, `ai_proxy_cost_total{model="m",provider="openai-compatible"}`)
+		if want := float64(calls) * 0.00012; got < want-1e-9 || got > want+1e-9 {
+			t.Fatalf("ai_proxy_cost_total = %v, want %v", got, want)
+		}
 	})
+
+	// Every refusal above is counted.
+	if n := runnerGauge(t, metrics, "ai_proxy_ratelimit_rejections_total"); n < 5 {
+		t.Fatalf("ai_proxy_ratelimit_rejections_total = %v", n)
+	}
 }
 
 // Two nodes (two APISIX test doubles, two runners) share one budget in Redis exactly:
@@ -209,7 +221,8 @@ func TestRateLimiting(t *testing.T) {
 // work again when it returns.
 func TestRateLimitingRedisCluster(t *testing.T) {
 	rs := redisserver.Start(t, 0)
-	nodes := []*env{newEnv(t), newEnv(t)}
+	metrics := freeAddr(t)
+	nodes := []*env{newEnv(t, withArgs("--metrics-addr", metrics)), newEnv(t)}
 	f := fakes.StartProvider(fakes.ProviderOptions{})
 	defer f.Close()
 	const limit = 600
@@ -257,6 +270,9 @@ func TestRateLimitingRedisCluster(t *testing.T) {
 	nodes[1].limitedRoute(t, "/open", "ai-proxy", localProxy(f.URL), conf("allow"))
 	if a := nodes[0].askH(t, "/shared", mathBody); a.status != 503 || a.errorCode != "rate_limiter_unavailable" {
 		t.Fatalf("deny with Redis down: %+v", a.answer)
+	}
+	if n := runnerGauge(t, metrics, "ai_proxy_ratelimit_store_errors_total"); n < 1 {
+		t.Fatalf("Redis down was not counted: ai_proxy_ratelimit_store_errors_total = %v", n)
 	}
 	if a := nodes[1].askH(t, "/open", mathBody); a.status != 200 {
 		t.Fatalf("allow with Redis down: %+v", a.answer)
