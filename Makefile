@@ -32,12 +32,13 @@ routes: ## regenerate conf/routes/*.json from conf/routes/seed/ with `ai-proxy-r
 bench: build ## load benchmarks through the APISIX double and the relay's go benchmarks, written to docs/benchmarks.md
 	$(GO) run ./t/bench -runner $(BIN) -out docs/benchmarks.md
 
+FUZZ_EXECS ?= 1000000x
 fuzz: ## longer fuzzing: conf parsers, SSE reader, embeddings converter
-	$(GO) test -run '^$$' -fuzz FuzzParseConf -fuzztime 60s ./plugins/aiproxy
-	$(GO) test -run '^$$' -fuzz FuzzParseLimitConf -fuzztime 60s ./plugins/aiproxy
-	$(GO) test -run '^$$' -fuzz FuzzEventReader -fuzztime 60s ./providers
-	$(GO) test -run '^$$' -fuzz FuzzPredictToOpenAI -fuzztime 60s ./providers
-	$(GO) test -run '^$$' -fuzz FuzzApplyOptions -fuzztime 60s ./providers
+	$(GO) test -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZ_EXECS) ./plugins/aiproxy
+	$(GO) test -run '^$$' -fuzz FuzzParseLimitConf -fuzztime $(FUZZ_EXECS) ./plugins/aiproxy
+	$(GO) test -run '^$$' -fuzz FuzzEventReader -fuzztime $(FUZZ_EXECS) ./providers
+	$(GO) test -run '^$$' -fuzz FuzzPredictToOpenAI -fuzztime $(FUZZ_EXECS) ./providers
+	$(GO) test -run '^$$' -fuzz FuzzApplyOptions -fuzztime $(FUZZ_EXECS) ./providers
 
 clean: ## remove build output
 	rm -rf bin
