@@ -8,5 +8,8 @@ var geminiDefaults = map[API]string{
 }
 
 func newGemini(c Config) (Provider, error) {
+	if isGenerateContent(c.Endpoint) {
+		return newGenerateContent("gemini", c, nil)
+	}
 	return buildOpenAI("gemini", c, geminiDefaults)
 }

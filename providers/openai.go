@@ -9,6 +9,8 @@ import (
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers/protocols"
 )
 
 // openAI serves every vendor that speaks the OpenAI wire format. The other
@@ -32,6 +34,7 @@ type openAI struct {
 var openAIDefaults = map[API]string{
 	Chat:       "https://api.openai.com/v1/chat/completions",
 	Embeddings: "https://api.openai.com/v1/embeddings",
+	Responses:  "https://api.openai.com/v1/responses",
 }
 
 func newOpenAI(c Config) (Provider, error) {
@@ -130,13 +133,54 @@ func apiOfPath(path string) API {
 		return Chat
 	case strings.HasSuffix(path, "/embeddings"):
 		return Embeddings
+	case strings.HasSuffix(path, "/responses"):
+		return Responses
 	}
 	return ""
 }
 
 func (p *openAI) Name() string { return p.name }
 
-func (p *openAI) Prepare(body []byte) (*Outbound, error) {
+func (p *openAI) Prepare(in Inbound) (*Outbound, error) {
+	switch in.Protocol {
+	case protocols.Messages:
+		return p.viaChat(in)
+	case protocols.Responses:
+		if target, ok := p.targets[Responses]; ok && (p.fixed == "" || p.fixed == Responses) {
+			o, err := native(in, protocols.ResponsesUsage, p.options)
+			if err != nil {
+				return nil, err
+			}
+			o.API, o.URL = Responses, target
+			return o, nil
+		}
+		return p.viaChat(in)
+	case protocols.Converse:
+		return nil, badRequest("unsupported_api", "Bedrock Converse requests are served by provider bedrock only")
+	}
+	return p.prepareOpenAI(in.Body)
+}
+
+// viaChat translates a call of another protocol into chat completions.
+func (p *openAI) viaChat(in Inbound) (*Outbound, error) {
+	target, ok := p.targets[Chat]
+	if !ok || (p.fixed != "" && p.fixed != Chat) {
+		return nil, badRequest("unsupported_api", "this route's endpoint does not serve chat completions, which %s requests are translated into", in.Protocol)
+	}
+	o, err := translated(in, protocols.OpenAIChat, p.options)
+	if err != nil {
+		return nil, err
+	}
+	o.URL = target
+	if o.Stream && !p.usageInStreams {
+		o.Body, _ = sjson.DeleteBytes(o.Body, "stream_options")
+	}
+	return o, nil
+}
+
+// prepareOpenAI serves OpenAI chat and embeddings: the relay's fast path,
+// no translation, options patched into the client's bytes.
+func (p *openAI) prepareOpenAI(body []byte) (*Outbound, error) {
 	if err := checkObject(body); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers/protocols"
 )
 
 func mustNew(t *testing.T, name string, c Config) Provider {
@@ -13,6 +15,12 @@ func mustNew(t *testing.T, name string, c Config) Provider {
 		t.Fatalf("New(%s): %v", name, err)
 	}
 	return p
+}
+
+// inbound is a client call as the relay sees it on a route of its own path:
+// the protocol told by the body.
+func inbound(body []byte) Inbound {
+	return Inbound{Protocol: protocols.Detect("/anything", http.Header{}, body), Path: "/anything", Body: body}
 }
 
 func TestPrepare(t *testing.T) {
@@ -132,7 +140,7 @@ func TestPrepare(t *testing.T) {
 			p := mustNew(t, tt.provider, tt.conf)
 			in := []byte(tt.body)
 			orig := string(in)
-			out, err := p.Prepare(in)
+			out, err := p.Prepare(inbound(in))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -168,7 +176,7 @@ func TestPrepareRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := mustNew(t, tt.provider, tt.conf).Prepare([]byte(tt.body))
+			_, err := mustNew(t, tt.provider, tt.conf).Prepare(inbound([]byte(tt.body)))
 			var pe *Error
 			if !errors.As(err, &pe) || pe.Status != http.StatusBadRequest {
 				t.Fatalf("err = %v, want a 400 *Error", err)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers/protocols"
 )
 
 // API is the kind of call a client makes, in OpenAI terms.
@@ -17,6 +19,7 @@ type API string
 const (
 	Chat       API = "chat"
 	Embeddings API = "embeddings"
+	Responses  API = "responses"
 )
 
 // Provider adapts OpenAI-style calls to one vendor.
@@ -27,14 +30,22 @@ const (
 type Provider interface {
 	// Name is the conf name ("openai", "vertex-ai"), for logs and errors.
 	Name() string
-	// Prepare turns a client's OpenAI-style body into the upstream call:
-	// which API it is, where it goes and with what body. Conf options
-	// override client fields. It never modifies body in place. A body this
-	// route cannot serve gives an *Error with status 400.
-	Prepare(body []byte) (*Outbound, error)
+	// Prepare turns a client's call into the upstream call: which API it
+	// is, where it goes and with what body, translated when the provider
+	// speaks another protocol than the client. Conf options override
+	// client fields. It never modifies the body in place. A body this route
+	// cannot serve gives an *Error with status 400.
+	Prepare(in Inbound) (*Outbound, error)
 	// Authorize sets the configured credentials on the outbound request,
 	// replacing whatever the client sent. ctx bounds a token fetch.
 	Authorize(ctx context.Context, req *http.Request) error
+}
+
+// Inbound is a client's call as the relay received it.
+type Inbound struct {
+	Protocol protocols.Protocol // protocols.Detect's verdict
+	Path     string
+	Body     []byte
 }
 
 // Outbound is one prepared upstream call.
@@ -56,6 +67,19 @@ type Outbound struct {
 	// order; else one) into the OpenAI-shaped body the client gets. The
 	// relay then reads answers whole. Error answers are never converted.
 	Convert func(answers [][]byte) ([]byte, error)
+
+	// Client and Upstream are the call's wire protocols; "" for OpenAI
+	// chat and embeddings on both sides, the relay's fast path.
+	Client, Upstream protocols.Protocol
+	// Reader, when set, reads the provider's answers (model, usage) in its
+	// protocol; Writer, when set too, translates them into the client's
+	// protocol, for the request Hub.
+	Reader protocols.Upstream
+	Writer protocols.Client
+	Hub    *protocols.Request
+	// EventStream: the provider streams AWS event-stream frames, not
+	// server-sent events.
+	EventStream bool
 }
 
 // Config is the part of an ai-proxy route conf that providers use. The
@@ -67,6 +91,8 @@ type Config struct {
 	Options      []Option          // options, in conf order
 	ProviderConf ProviderConf      // provider_conf
 	GCP          *GCPAuth          // auth.gcp
+	AWS          *AWSAuth          // auth.aws
+	Overrides    Overrides         // override.llm_options, override.request_body
 }
 
 // Option is one conf `options` entry: a top-level body field and the raw JSON
@@ -127,6 +153,10 @@ var registry = map[string]constructor{
 	"gemini":            newGemini,
 	"openai-compatible": newCompatible,
 	"vertex-ai":         newVertex,
+	"anthropic":         newAnthropic,
+	"bedrock":           newBedrock,
+	"openrouter":        newOpenRouter,
+	"aimlapi":           newAIMLAPI,
 }
 
 // Names lists the providers New accepts, sorted.
@@ -145,5 +175,9 @@ func New(name string, c Config) (Provider, error) {
 	if !ok {
 		return nil, &ConfError{Field: "provider", Msg: fmt.Sprintf("unknown provider %q, expected one of %s", name, strings.Join(Names(), ", "))}
 	}
-	return ctor(c)
+	p, err := ctor(c)
+	if err != nil || c.Overrides.empty() {
+		return p, err
+	}
+	return overridden{p, c.Overrides}, nil
 }

@@ -148,3 +148,19 @@ func EventData(raw []byte) (data []byte, ok bool) {
 func IsDone(data []byte) bool {
 	return bytes.Equal(bytes.TrimSpace(data), []byte("[DONE]"))
 }
+
+// EventName is the "event:" field of a raw event, "" when it has none.
+func EventName(raw []byte) string {
+	for len(raw) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			line, raw = raw, nil
+		}
+		if rest, ok := bytes.CutPrefix(bytes.TrimSuffix(line, []byte("\r")), []byte("event:")); ok {
+			return string(bytes.TrimPrefix(rest, []byte(" ")))
+		}
+	}
+	return ""
+}

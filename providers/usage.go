@@ -1,6 +1,10 @@
 package providers
 
-import "github.com/tidwall/gjson"
+import (
+	"github.com/tidwall/gjson"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers/protocols"
+)
 
 // Usage is the token accounting a provider reported for one call.
 type Usage struct {
@@ -53,4 +57,20 @@ func IsUsageOnly(payload []byte) bool {
 	}
 	c := gjson.Get(view(payload), "choices")
 	return c.IsArray() && len(c.Array()) == 0
+}
+
+// ObserveHub records what a protocol codec read from an answer: the model
+// (first one wins) and the usage so far (nil = none in this step).
+func (o *Observation) ObserveHub(model string, u *protocols.Usage) {
+	if o.Model == "" {
+		o.Model = model
+	}
+	if u == nil {
+		return
+	}
+	o.UsageSeen = true
+	o.Usage = Usage{
+		Prompt: u.Input, Completion: u.Output, Total: u.Total(),
+		Cached: u.CacheRead, Reasoning: u.Reasoning,
+	}
 }

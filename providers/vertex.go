@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers/protocols"
 )
 
 // ServiceAccountEnv holds a service-account JSON for vertex-ai routes that
@@ -51,6 +53,13 @@ var (
 const maxPredictInputs = 250
 
 func newVertex(c Config) (Provider, error) {
+	if isGenerateContent(c.Endpoint) {
+		tokens, err := vertexTokens(c)
+		if err != nil {
+			return nil, err
+		}
+		return newGenerateContent("vertex-ai", c, tokens)
+	}
 	v := &vertex{}
 	var chatURL string
 	var base *url.URL // scheme and host of every default URL
@@ -168,14 +177,15 @@ func (v *vertex) Authorize(ctx context.Context, req *http.Request) error {
 	return nil
 }
 
-func (v *vertex) Prepare(body []byte) (*Outbound, error) {
-	if err := checkObject(body); err != nil {
+func (v *vertex) Prepare(in Inbound) (*Outbound, error) {
+	if err := checkObject(in.Body); err != nil {
 		return nil, err
 	}
-	if gjson.Get(view(body), "input").Exists() && !gjson.Get(view(body), "messages").Exists() {
-		return v.prepareEmbeddings(body)
+	if in.Protocol == protocols.Embeddings || in.Protocol == protocols.ChatCompletions &&
+		gjson.Get(view(in.Body), "input").Exists() && !gjson.Get(view(in.Body), "messages").Exists() {
+		return v.prepareEmbeddings(in.Body)
 	}
-	return v.openAI.Prepare(body)
+	return v.openAI.Prepare(in)
 }
 
 type predictInstance struct {

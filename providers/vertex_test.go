@@ -54,7 +54,7 @@ func TestVertexURLs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		p := mustNew(t, "vertex-ai", vertexConf(t, tt.region, tt.endpoint))
-		out, err := p.Prepare([]byte(tt.body))
+		out, err := p.Prepare(inbound([]byte(tt.body)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +103,7 @@ func TestVertexServiceAccountFromEnv(t *testing.T) {
 func TestVertexEmbeddingsRequest(t *testing.T) {
 	p := mustNew(t, "vertex-ai", vertexConf(t, "us-central1", "", Option{Key: "model", Raw: []byte(`"gemini-embedding-001"`)}))
 
-	out, err := p.Prepare([]byte(`{"input":"hello world","dimensions":768}`))
+	out, err := p.Prepare(inbound([]byte(`{"input":"hello world","dimensions":768}`)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestVertexEmbeddingsRequest(t *testing.T) {
 	}
 
 	// gemini-embedding-001 takes one instance per call: an array fans out.
-	out, err = p.Prepare([]byte(`{"input":["a","b","c"]}`))
+	out, err = p.Prepare(inbound([]byte(`{"input":["a","b","c"]}`)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestVertexEmbeddingsRequest(t *testing.T) {
 
 	for _, bad := range []string{`{"input":[1,2]}`, `{"input":[]}`, `{"input":{"a":1}}`, `{"input":"x","dimensions":0}`, `{"input":"x","encoding_format":"int8"}`} {
 		var pe *Error
-		if _, err := p.Prepare([]byte(bad)); !errors.As(err, &pe) || pe.Status != http.StatusBadRequest {
+		if _, err := p.Prepare(inbound([]byte(bad))); !errors.As(err, &pe) || pe.Status != http.StatusBadRequest {
 			t.Errorf("%s: err = %v", bad, err)
 		}
 	}

@@ -149,12 +149,13 @@ func (a *attemptLog) transport() bool { return a.status == 0 }
 func (p *Plugin) try(w http.ResponseWriter, r *http.Request, c *call, inst *Instance, trial bool, body []byte) (o outcome, final bool) {
 	c.inst, c.provider = inst, inst.ProviderName
 	c.tries++
-	out, err := inst.Provider.Prepare(body)
+	out, err := inst.Provider.Prepare(providers.Inbound{Protocol: c.proto, Path: r.URL.Path, Body: body})
 	if err != nil {
 		prepareFailed(w, c, inst, trial, err)
 		return o, true
 	}
 	c.api, c.stream, c.usageAdded = out.API, out.Stream, out.UsageAdded
+	c.upProto, c.reader, c.writer, c.hub = out.Upstream, out.Reader, out.Writer, out.Hub
 	if c.clientModel == "" {
 		// The client named none: the request model is the instance's.
 		c.requestModel = out.Model

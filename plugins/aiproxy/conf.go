@@ -14,6 +14,7 @@ import (
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/plugins/aiproxy/balance"
 	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers/protocols"
 )
 
 // Defaults of the ai-proxy schema.
@@ -117,14 +118,17 @@ type schema map[string]map[string]bool
 
 // instanceObjects are the objects inside a provider target.
 var instanceObjects = schema{
-	"auth":          fieldSet([]string{"header", "query", "gcp"}),
-	"auth.gcp":      fieldSet([]string{"service_account_json", "expire_early_secs", "max_ttl"}),
-	"auth.header":   nil,
-	"auth.query":    nil,
-	"options":       nil,
-	"override":      fieldSet([]string{"endpoint"}),
-	"provider_conf": fieldSet([]string{"project_id", "region"}),
-	"logging":       fieldSet([]string{"summaries", "payloads"}),
+	"auth":                  fieldSet([]string{"header", "query", "gcp", "aws"}),
+	"auth.gcp":              fieldSet([]string{"service_account_json", "expire_early_secs", "max_ttl"}),
+	"auth.aws":              fieldSet([]string{"access_key_id", "secret_access_key", "session_token"}),
+	"auth.header":           nil,
+	"auth.query":            nil,
+	"options":               nil,
+	"override":              fieldSet([]string{"endpoint", "llm_options", "request_body", "request_body_force_override"}),
+	"override.llm_options":  fieldSet([]string{"max_tokens"}),
+	"override.request_body": fieldSet(bodyProtocols),
+	"provider_conf":         fieldSet([]string{"project_id", "region"}),
+	"logging":               fieldSet([]string{"summaries", "payloads"}),
 }
 
 func extend(base schema, top map[string]bool, more schema) schema {
@@ -263,6 +267,13 @@ func (c *Conf) parseShared(v *validator) {
 	v.intOr("streaming_flush_interval_ms", 0, 0)
 }
 
+// bodyProtocols are the keys of override.request_body: the provider
+// protocols a patch applies to (APISIX 3.18's names).
+var bodyProtocols = []string{
+	string(protocols.ChatCompletions), string(protocols.Embeddings), string(protocols.Responses),
+	string(protocols.Messages), string(protocols.Converse), string(protocols.GenerateContent),
+}
+
 // parseInstance reads a provider target from v's root: ai-proxy's top
 // level or one ai-proxy-multi instance. It returns nil when v has an error.
 func parseInstance(v *validator) *Instance {
@@ -292,6 +303,25 @@ func parseInstance(v *validator) *Instance {
 			pc.GCP.MaxTTL = &n
 		}
 	}
+	if v.object("auth.aws", false) {
+		pc.AWS = &providers.AWSAuth{
+			AccessKeyID:     v.str("auth.aws.access_key_id", false),
+			SecretAccessKey: v.str("auth.aws.secret_access_key", false),
+			SessionToken:    v.str("auth.aws.session_token", false),
+		}
+	}
+	if v.object("override.llm_options", false) {
+		pc.Overrides.MaxTokens, _ = v.integer("override.llm_options.max_tokens", 1)
+	}
+	if v.object("override.request_body", false) {
+		pc.Overrides.Bodies = map[protocols.Protocol][]byte{}
+		for _, name := range bodyProtocols {
+			if v.object("override.request_body."+name, false) {
+				pc.Overrides.Bodies[protocols.Protocol(name)] = []byte(v.get("override.request_body." + name).Raw)
+			}
+		}
+	}
+	pc.Overrides.Force = v.boolean("override.request_body_force_override", false)
 	if v.err != nil {
 		return nil
 	}

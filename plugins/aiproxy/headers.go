@@ -17,6 +17,12 @@ const (
 	HeaderPromptTokens     = "X-LLM-Prompt-Tokens"
 	HeaderCompletionTokens = "X-LLM-Completion-Tokens"
 	HeaderTotalTokens      = "X-LLM-Total-Tokens"
+	HeaderCachedTokens     = "X-LLM-Cached-Tokens"
+	HeaderReasoningTokens  = "X-LLM-Reasoning-Tokens"
+	// The client's wire protocol and the provider's (they differ when the
+	// relay translated the call).
+	HeaderClientProtocol   = "X-LLM-Client-Protocol"
+	HeaderProviderProtocol = "X-LLM-Provider-Protocol"
 	// ai-proxy-multi: the instance that answered, how many instances the
 	// call tried, and why it last moved on.
 	HeaderInstance = "X-LLM-Instance"
@@ -119,10 +125,14 @@ func setLLMHeaders(h http.Header, c *call, withUsage bool) {
 	if c.ttft > 0 {
 		h.Set(HeaderTTFT, strconv.FormatInt(c.ttft.Milliseconds(), 10))
 	}
+	h.Set(HeaderClientProtocol, string(c.proto))
+	h.Set(HeaderProviderProtocol, string(c.providerProtocol()))
 	if withUsage && c.obs.UsageSeen {
 		h.Set(HeaderPromptTokens, strconv.FormatInt(c.obs.Usage.Prompt, 10))
 		h.Set(HeaderCompletionTokens, strconv.FormatInt(c.obs.Usage.Completion, 10))
 		h.Set(HeaderTotalTokens, strconv.FormatInt(c.obs.Usage.Total, 10))
+		h.Set(HeaderCachedTokens, strconv.FormatInt(c.obs.Usage.Cached, 10))
+		h.Set(HeaderReasoningTokens, strconv.FormatInt(c.obs.Usage.Reasoning, 10))
 		if c.limits != nil && c.limits.Prices != nil {
 			c.cost = c.limits.price(c)
 			h.Set(HeaderCost, formatCost(c.cost))

@@ -39,6 +39,8 @@ func (p *Plugin) logCall(r *http.Request, c *call) {
 		zap.String("client_ip", clientIP(r)),
 		zap.String("provider", c.provider),
 		zap.String("api", string(c.api)),
+		zap.String("client_protocol", string(c.proto)),
+		zap.String("provider_protocol", string(c.providerProtocol())),
 		zap.String("upstream_host", c.upstreamHost),
 		zap.String("request_model", c.requestModel),
 		zap.String("model", c.obs.Model),

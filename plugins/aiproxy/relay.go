@@ -18,6 +18,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/ai-proxy-runner/ai-proxy-runner/providers"
+	"github.com/ai-proxy-runner/ai-proxy-runner/providers/protocols"
 )
 
 // call is the state of one relayed request.
@@ -38,6 +39,16 @@ type call struct {
 	stream       bool
 	usageAdded   bool
 	upstreamHost string
+	// proto is the client's protocol; client writes the relay's own errors
+	// in it (nil: OpenAI's shape). upProto is the provider's protocol,
+	// reader reads its answers and writer translates them for the client
+	// (nil: passed through).
+	proto   protocols.Protocol
+	client  protocols.Client
+	upProto protocols.Protocol
+	reader  protocols.Upstream
+	writer  protocols.Client
+	hub     *protocols.Request
 
 	status   int
 	ttft     time.Duration
@@ -68,6 +79,19 @@ func (c *call) routeID() string {
 	return ""
 }
 
+// providerProtocol is the protocol the provider was spoken to in.
+func (c *call) providerProtocol() protocols.Protocol {
+	switch {
+	case c.upProto != "":
+		return c.upProto
+	case c.api == providers.Embeddings:
+		return protocols.Embeddings
+	case c.api == "":
+		return ""
+	}
+	return protocols.ChatCompletions
+}
+
 func (c *call) model() string {
 	if c.obs.Model != "" {
 		return c.obs.Model
@@ -86,6 +110,10 @@ func (c *call) fail(w http.ResponseWriter, status int, kind, msg string) {
 	}
 	setInstanceHeaders(h, c)
 	w.WriteHeader(status)
+	if c.client != nil {
+		_, _ = w.Write(c.client.EncodeError(status, kind, msg))
+		return
+	}
 	_, _ = w.Write(errorBody(msg, kind, ""))
 }
 
@@ -151,6 +179,10 @@ func (p *Plugin) admitCall(w http.ResponseWriter, r *http.Request, c *call) (bod
 		p.bodies.give(reserved)
 		c.fail(w, status, "invalid_request", err.Error())
 		return nil, 0, false
+	}
+	c.proto = protocols.Detect(r.URL.Path, r.Header, body)
+	if c.proto != protocols.ChatCompletions && c.proto != protocols.Embeddings {
+		c.client = providers.ClientOf(c.proto)
 	}
 	if m := gjson.GetBytes(body, "model"); m.Type == gjson.String {
 		// The request model is what the client asked for; options may
@@ -302,9 +334,18 @@ func (p *Plugin) forward(w http.ResponseWriter, r *http.Request, c *call, out *p
 		o.err = badEncoding(c, ce)
 		return
 	}
-	if c.stream && out.Convert == nil && resp.StatusCode/100 == 2 && isEventStream(resp.Header) {
-		p.stream(w, r, c, dl, firstByte, resp, sent, o)
-		return
+	if c.stream && out.Convert == nil && resp.StatusCode/100 == 2 {
+		switch {
+		case out.EventStream && isAWSEventStream(resp.Header):
+			p.streamFrames(w, r, c, dl, firstByte, resp, sent, o, true)
+			return
+		case isEventStream(resp.Header) && c.reader != nil:
+			p.streamFrames(w, r, c, dl, firstByte, resp, sent, o, false)
+			return
+		case isEventStream(resp.Header):
+			p.stream(w, r, c, dl, firstByte, resp, sent, o)
+			return
+		}
 	}
 	c.ttft = time.Since(sent)
 	p.whole(w, c, dl, resp, out.Convert, o)
@@ -367,6 +408,12 @@ func (p *Plugin) send(ctx context.Context, r *http.Request, c *call, target stri
 		return nil, err
 	}
 	copyHeaders(req.Header, r.Header, dropRequest)
+	if c.upProto != protocols.Messages {
+		// Anthropic's API version and betas mean nothing to another
+		// protocol, and a server that knows them could misread them.
+		req.Header.Del("Anthropic-Version")
+		req.Header.Del("Anthropic-Beta")
+	}
 	req.Header.Set("Content-Type", "application/json")
 	if err := c.inst.Provider.Authorize(ctx, req); err != nil {
 		return nil, errAuth{err}
@@ -478,6 +525,11 @@ func isEventStream(h http.Header) bool {
 	return mt == "text/event-stream"
 }
 
+func isAWSEventStream(h http.Header) bool {
+	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
+	return mt == "application/vnd.amazon.eventstream"
+}
+
 // failUpstream answers a call whose upstream request failed before any byte
 // reached the client: 504 when a limit passed, 499 when the client left,
 // 502 otherwise.
@@ -539,13 +591,24 @@ func (p *Plugin) writeWhole(w http.ResponseWriter, c *call, status int, header h
 		c.fail(w, http.StatusBadGateway, "upstream_invalid_response", c.provider+" answered "+strconv.Itoa(status)+" with a body that is not JSON")
 		return
 	}
-	if ok {
+	translated := false
+	switch {
+	case ok && c.reader != nil:
+		var err error
+		if body, err = p.readAnswer(c, body); err != nil {
+			c.fail(w, http.StatusBadGateway, "upstream_invalid_response", err.Error())
+			return
+		}
+		translated = c.writer != nil
+	case ok:
 		c.obs.Observe(body)
+	case c.writer != nil:
+		body, translated = translateError(c, status, body), true
 	}
 	h := w.Header()
 	copyHeaders(h, header, dropResponse)
 	setLLMHeaders(h, c, ok)
-	if convert != nil && ok {
+	if convert != nil && ok || translated {
 		h.Set("Content-Type", "application/json")
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
@@ -559,4 +622,43 @@ func (p *Plugin) writeWhole(w http.ResponseWriter, c *call, status int, header h
 	w.WriteHeader(status)
 	n, _ := w.Write(body)
 	c.bytesOut = int64(n)
+}
+
+// readAnswer reads a whole answer in the provider's protocol: the model and
+// usage, and the client's translation when it speaks another.
+//
+//go:noinline
+func (p *Plugin) readAnswer(c *call, body []byte) ([]byte, error) {
+	resp, err := c.reader.DecodeResponse(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s answer could not be read as %s: %v", c.provider, c.upProto, err)
+	}
+	var u *protocols.Usage
+	if resp.UsageSeen {
+		u = &resp.Usage
+	}
+	c.obs.ObserveHub(resp.Model, u)
+	if c.writer == nil {
+		return body, nil
+	}
+	if resp.Model == "" {
+		resp.Model = c.model()
+	}
+	out, err := c.writer.EncodeResponse(resp)
+	if err != nil {
+		return nil, fmt.Errorf("%s answer could not be translated into %s: %v", c.provider, c.proto, err)
+	}
+	return out, nil
+}
+
+// translateError puts a provider's error answer into the client's
+// protocol, keeping the provider's status and message.
+//
+//go:noinline
+func translateError(c *call, status int, body []byte) []byte {
+	msg := c.reader.ErrorMessage(body)
+	if msg == "" {
+		msg = fmt.Sprintf("%s answered %d", c.provider, status)
+	}
+	return c.writer.EncodeError(status, "", msg)
 }

@@ -77,9 +77,13 @@ type env struct {
 	token     *fakes.Token
 	saJSON    []byte
 	fakes     map[string]*fakes.Provider // by host
-	output    *syncBuffer                // runner stdout+stderr (APISIX error.log)
-	posts     atomic.Int64               // data-plane requests sent
-	accessLog string                     // the runner's call log
+	// geminiNative answers generateContent paths at geminiHost (the
+	// OpenAI-surface fake takes the rest); bedrock is the Bedrock runtime.
+	geminiNative *fakes.Provider
+	bedrock      *fakes.Bedrock
+	output       *syncBuffer  // runner stdout+stderr (APISIX error.log)
+	posts        atomic.Int64 // data-plane requests sent
+	accessLog    string       // the runner's call log
 }
 
 type envOptions struct {
@@ -116,8 +120,19 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 	e.fakes[azureHost] = fakes.NewProvider(fakes.ProviderOptions{Flavor: "azure", Keys: map[string]string{"api-key": azureKey}})
 	e.fakes[geminiHost] = fakes.NewProvider(fakes.ProviderOptions{Flavor: "gemini", Keys: map[string]string{"Authorization": "Bearer " + geminiKey}})
 	e.fakes[vertexHost] = fakes.NewProvider(fakes.ProviderOptions{Flavor: "vertex", TokenCheck: e.token.Valid})
+	e.fakes[seeds.AnthropicHost] = fakes.NewProvider(fakes.ProviderOptions{Flavor: "anthropic", Keys: map[string]string{"x-api-key": seeds.AnthropicKey}})
+	e.geminiNative = fakes.NewProvider(fakes.ProviderOptions{Flavor: "gemini-native", Keys: map[string]string{"x-goog-api-key": geminiKey}})
+	e.bedrock = fakes.NewBedrock(fakes.BedrockOptions{AccessKeyID: seeds.AWSAccessKeyID, SecretAccessKey: seeds.AWSSecretKey, Region: seeds.AWSRegion})
 	proxy, err := httpsproxy.Start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := strings.Cut(r.Host, ":")
+		switch {
+		case host == geminiHost && strings.Contains(r.URL.Path, ":"):
+			e.geminiNative.ServeHTTP(w, r)
+			return
+		case host == seeds.BedrockHost:
+			e.bedrock.Handler().ServeHTTP(w, r)
+			return
+		}
 		if f, ok := e.fakes[host]; ok {
 			f.ServeHTTP(w, r)
 			return
@@ -173,6 +188,8 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 		for _, f := range e.fakes {
 			f.Close()
 		}
+		e.geminiNative.Close()
+		e.bedrock.Close()
 		e.checkNoSecrets(t)
 	})
 	return e

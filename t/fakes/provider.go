@@ -16,12 +16,17 @@ import (
 // ProviderOptions pick the provider a fake plays.
 type ProviderOptions struct {
 	// Flavor: "openai" (default), "deepseek", "azure", "gemini", "vertex":
-	// error shapes and answer details.
+	// error shapes and answer details of their OpenAI-style surfaces.
+	// "anthropic" is the Messages API (anthropic.go) and "gemini-native"
+	// Google's generateContent (gemini_native.go); each checks its own
+	// paths and credentials.
 	Flavor string
 	// Keys are the accepted credentials, header name → exact value; a
 	// request must carry one. Empty = no check.
 	Keys map[string]string
-	// TokenCheck validates "Authorization: Bearer <token>" (vertex).
+	// TokenCheck validates "Authorization: Bearer <token>" (vertex, and
+	// gemini-native's Vertex paths; its Gemini API paths also take the
+	// x-goog-api-key of Keys as ?key=).
 	TokenCheck func(token string) bool
 	// ModelAlias maps a requested model to the answered one (gpt-4 → gpt-4-0613).
 	ModelAlias map[string]string
@@ -43,7 +48,8 @@ type Reply struct {
 	Status int
 	Header http.Header
 	Body   string
-	// Events are SSE data payloads, each sent as "data: <e>\n\n" and flushed.
+	// Events are SSE data payloads, each sent as "data: <e>\n\n" and flushed
+	// (anthropic: "event: <e's type>\n" first; gemini-native: "\r\n\r\n").
 	Events []string
 	// Raw chunks are written and flushed as they are.
 	Raw []string
@@ -197,6 +203,14 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.play(w, r, reply)
 		return
 	}
+	switch p.opts.Flavor {
+	case "anthropic":
+		p.anthropic(w, r, body)
+		return
+	case "gemini-native":
+		p.geminiNative(w, r, body)
+		return
+	}
 	if !p.authorized(r) {
 		p.authError(w)
 		return
@@ -210,6 +224,8 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.embeddings(w, body)
 	case strings.HasSuffix(r.URL.Path, ":predict"):
 		p.predict(w, r, body)
+	case p.opts.Flavor == "openai" && isResponses(r.URL.Path):
+		p.responses(w, r, body)
 	default:
 		p.apiError(w, 404, "not_found", "unknown path "+r.URL.Path)
 	}
@@ -268,9 +284,9 @@ func (p *Provider) play(w http.ResponseWriter, r *http.Request, rep *Reply) {
 	for k, v := range rep.Header {
 		w.Header()[k] = v
 	}
-	chunks := rep.Raw
+	chunks := append([]string(nil), rep.Raw...) // a copy: Always replays one Reply for every call
 	for _, e := range rep.Events {
-		chunks = append(chunks, "data: "+e+"\n\n")
+		chunks = append(chunks, p.frameFor(r, e))
 	}
 	if len(rep.Events) > 0 && w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -300,4 +316,15 @@ func (p *Provider) play(w http.ResponseWriter, r *http.Request, rep *Reply) {
 			return
 		}
 	}
+}
+
+// frame is one SSE event as the flavor sends it.
+func (p *Provider) frame(e string) string {
+	switch p.opts.Flavor {
+	case "anthropic":
+		return anthropicFrame(e)
+	case "gemini-native":
+		return "data: " + e + "\r\n\r\n"
+	}
+	return "data: " + e + "\n\n"
 }

@@ -22,10 +22,15 @@ const (
 	AzureKey    = "az-e2e-secret"
 	GeminiKey   = "AIza-gemini-e2e-secret"
 	LocalKey    = "sk-local-e2e-secret"
+	// AnthropicKey is an x-api-key; the AWS pair signs Bedrock calls (the
+	// key id is public by design: it is in every signed request).
+	AnthropicKey   = "sk-ant-e2e-secret"
+	AWSAccessKeyID = "AKIAE2EEXAMPLE"
+	AWSSecretKey   = "aws-e2e-secret-key"
 )
 
-// Secrets lists the credentials above.
-var Secrets = []string{OpenAIKey, DeepSeekKey, AzureKey, GeminiKey, LocalKey}
+// Secrets lists the credentials above that must never be logged.
+var Secrets = []string{OpenAIKey, DeepSeekKey, AzureKey, GeminiKey, LocalKey, AnthropicKey, AWSSecretKey}
 
 // Provider hosts the seed routes use, each served by its own fake.
 const (
@@ -34,6 +39,10 @@ const (
 	AzureHost    = "api7-auzre-openai.openai.azure.com"
 	GeminiHost   = "generativelanguage.googleapis.com"
 	VertexHost   = "us-central1-aiplatform.googleapis.com"
+	// AWSRegion's Bedrock runtime.
+	AnthropicHost = "api.anthropic.com"
+	AWSRegion     = "us-east-1"
+	BedrockHost   = "bedrock-runtime.us-east-1.amazonaws.com"
 )
 
 // Route reads conf/routes/<name>.json below root with the test credentials
