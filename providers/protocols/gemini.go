@@ -200,7 +200,8 @@ func (geminiCodec) EncodeRequest(r *Request) ([]byte, error) {
 		}
 		out.Tools = []gemTool{{FunctionDeclarations: decls}}
 	}
-	if c := r.ToolChoice; c != nil {
+	// A choice among no declared functions constrains nothing.
+	if c := r.ToolChoice; c != nil && len(r.Tools) > 0 {
 		var cc gemCallingConf
 		switch c.Mode {
 		case ToolAuto:

@@ -97,6 +97,8 @@ func TestGeminiEncodeRequestMappings(t *testing.T) {
 			`{"contents":[{"role":"user","parts":[{"text":"Hi"}]}],"tools":[{"functionDeclarations":[{"name":"f"}]}],"toolConfig":{"functionCallingConfig":{"mode":"NONE"}}}`},
 		{"tool choice required", Request{Messages: []Message{user}, Tools: tools, ToolChoice: &ToolChoice{Mode: ToolRequired}},
 			`{"contents":[{"role":"user","parts":[{"text":"Hi"}]}],"tools":[{"functionDeclarations":[{"name":"f"}]}],"toolConfig":{"functionCallingConfig":{"mode":"ANY"}}}`},
+		{"tool choice without tools", Request{Messages: []Message{user}, ToolChoice: &ToolChoice{Mode: ToolNone}},
+			`{"contents":[{"role":"user","parts":[{"text":"Hi"}]}]}`},
 		{"json mode", Request{Messages: []Message{user}, Format: &Format{Kind: FormatJSON}},
 			`{"contents":[{"role":"user","parts":[{"text":"Hi"}]}],"generationConfig":{"responseMimeType":"application/json"}}`},
 		{"reasoning budget", Request{Messages: []Message{user}, Reasoning: &Reasoning{BudgetTokens: 5000}},

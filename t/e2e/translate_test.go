@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -314,4 +315,150 @@ func sseData(body string) []string {
 		out = append(out, ev.data)
 	}
 	return out
+}
+
+// Errors keep the provider's status and take the client's shape: a 429
+// from Anthropic reaches an OpenAI client as an OpenAI error, a 400 from
+// OpenAI reaches an Anthropic client as an Anthropic error, and the relay's
+// own refusals speak the client's protocol too.
+func TestTranslatedErrors(t *testing.T) {
+	e := newEnv(t)
+	e.protoRoutes(t)
+
+	e.fakes[seeds.AnthropicHost].Script(fakes.Reply{Status: 429, Header: http.Header{"Retry-After": {"7"}, "Content-Type": {"application/json"}},
+		Body: `{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"},"request_id":"req_1"}`})
+	resp := e.post(t, "/anthropic/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}]}`)
+	body := readAll(t, resp)
+	if resp.StatusCode != 429 || !strings.Contains(gjson.Get(body, "error.message").String(), "per-minute rate limit") || resp.Header.Get("Retry-After") != "7" {
+		t.Errorf("chat client got %d %s (Retry-After %q)", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+
+	e.fakes[openAIHost].Script(fakes.Reply{Status: 400, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: `{"error":{"message":"Invalid 'messages[0].content': string too long.","type":"invalid_request_error","param":"messages[0].content","code":"string_above_max_length"}}`})
+	resp = e.post(t, "/openai/v1/messages", `{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}`, "anthropic-version", "2023-06-01")
+	body = readAll(t, resp)
+	if resp.StatusCode != 400 || gjson.Get(body, "type").String() != "error" || gjson.Get(body, "error.type").String() != "invalid_request_error" ||
+		!strings.Contains(gjson.Get(body, "error.message").String(), "string too long") {
+		t.Errorf("anthropic client got %d %s", resp.StatusCode, body)
+	}
+
+	// The relay's own refusal of a body it cannot read.
+	resp = e.post(t, "/openai/v1/messages", `{"model":"m","max_tokens":9,"messages":"hi"}`, "anthropic-version", "2023-06-01")
+	body = readAll(t, resp)
+	if resp.StatusCode != 400 || gjson.Get(body, "type").String() != "error" || !strings.Contains(gjson.Get(body, "error.message").String(), "messages") {
+		t.Errorf("anthropic client got %d %s", resp.StatusCode, body)
+	}
+	resp = e.post(t, "/gemini/v1/responses", `{"model":"m","input":"hi","previous_response_id":"resp_1"}`)
+	body = readAll(t, resp)
+	if resp.StatusCode != 400 || !strings.Contains(gjson.Get(body, "error.message").String(), "previous_response_id") {
+		t.Errorf("responses client got %d %s", resp.StatusCode, body)
+	}
+	// A mid-stream error event from Anthropic cuts an OpenAI client's
+	// stream (a truncated stream must not look complete).
+	e.fakes[seeds.AnthropicHost].Script(fakes.Reply{Events: []string{
+		`{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"usage":{"input_tokens":5,"output_tokens":1}}}`,
+		`{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`,
+		`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}`,
+		`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`,
+	}})
+	resp = e.post(t, "/anthropic/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}],"stream":true}`)
+	b, err := readBody(resp)
+	if err == nil || strings.Contains(b, "[DONE]") {
+		t.Errorf("a broken translated stream ended cleanly: %q (%v)", b, err)
+	}
+}
+
+// The client's credentials and another protocol's headers never reach a
+// provider; Anthropic gets the client's version and betas, or a version.
+func TestTranslatedHeaderHygiene(t *testing.T) {
+	e := newEnv(t)
+	e.protoRoutes(t)
+	hdr := []string{"Authorization", "Bearer sk-client", "x-api-key", "client-key", "api-key", "client-key-2", "Cookie", "s=1",
+		"anthropic-version", "2023-06-01", "anthropic-beta", "prompt-caching-2024-07-31"}
+	msg := `{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"What is 1+1?"}]}`
+	if resp := e.post(t, "/anthropic/v1/messages", msg, hdr...); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, readAll(t, resp))
+	}
+	got := e.lastRequest(t, seeds.AnthropicHost)
+	if got.Header.Get("X-Api-Key") != seeds.AnthropicKey || got.Header.Get("Authorization") != "" || got.Header.Get("Api-Key") != "" || got.Header.Get("Cookie") != "" {
+		t.Errorf("anthropic got credentials %v", got.Header)
+	}
+	if got.Header.Get("Anthropic-Beta") != "prompt-caching-2024-07-31" || got.Header.Get("Anthropic-Version") != "2023-06-01" {
+		t.Errorf("anthropic got version/beta %v", got.Header)
+	}
+	for _, p := range []string{"/openai/v1/messages", "/gemini/v1/messages", "/bedrock/v1/messages"} {
+		if resp := e.post(t, p, msg, hdr...); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", p, resp.StatusCode, readAll(t, resp))
+		}
+	}
+	var others []fakes.Request
+	if r, ok := e.fakes[openAIHost].Last(); ok {
+		others = append(others, r)
+	}
+	if r, ok := e.geminiNative.Last(); ok {
+		others = append(others, r)
+	}
+	if r, ok := e.bedrock.Last(); ok {
+		others = append(others, r)
+	}
+	if len(others) != 3 {
+		t.Fatalf("%d providers reached", len(others))
+	}
+	for _, r := range others {
+		for _, h := range []string{"Anthropic-Version", "Anthropic-Beta", "X-Api-Key", "Api-Key", "Cookie"} {
+			if r.Header.Get(h) != "" {
+				t.Errorf("%s%s got %s: %q", r.Host, r.Path, h, r.Header.Get(h))
+			}
+		}
+	}
+	if a := others[0].Header.Get("Authorization"); a != "Bearer "+openAIKey {
+		t.Errorf("openai got Authorization %q", a)
+	}
+	// A chat client reaching Anthropic sends no version: the relay adds one.
+	if resp := e.post(t, "/anthropic/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}]}`); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, readAll(t, resp))
+	}
+	if v := e.lastRequest(t, seeds.AnthropicHost).Header.Get("Anthropic-Version"); v != "2023-06-01" {
+		t.Errorf("anthropic-version %q", v)
+	}
+}
+
+// override.llm_options.max_tokens lands in each provider protocol's own
+// field; without request_body_force_override the client's value wins.
+func TestLLMOptionsMaxTokens(t *testing.T) {
+	e := newEnv(t)
+	for _, p := range providerProtos {
+		conf := strings.TrimSuffix(p.conf, "}") + `,"override":{"llm_options":{"max_tokens":77}}}`
+		if strings.Contains(p.conf, `"override"`) {
+			conf = strings.Replace(p.conf, `"override":{`, `"override":{"llm_options":{"max_tokens":77},`, 1)
+		}
+		route := `{"id":"` + strings.Trim(p.prefix, "/") + `","uri":"` + p.prefix + `/*","methods":["POST"],"plugins":{"ai-proxy":` + conf + `}}`
+		e.admin(t, "PUT", "/apisix/admin/routes", convertRoute(t, route))
+	}
+	want := map[string]string{
+		"openai-chat": "max_completion_tokens", "anthropic-messages": "max_tokens",
+		"bedrock-converse": "inferenceConfig.maxTokens", "gemini-generate-content": "generationConfig.maxOutputTokens",
+	}
+	for _, p := range providerProtos {
+		resp := e.post(t, p.prefix+"/v1/chat/completions", `{"messages":[{"role":"user","content":"What is 1+1?"}]}`)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", p.name, resp.StatusCode, readAll(t, resp))
+		}
+		got, _ := e.lastTo(p)
+		if v := gjson.GetBytes(got.Body, want[p.name]).Int(); v != 77 {
+			t.Errorf("%s got %s = %d: %s", p.name, want[p.name], v, got.Body)
+		}
+		resp = e.post(t, p.prefix+"/v1/chat/completions", `{"messages":[{"role":"user","content":"What is 1+1?"}],"max_tokens":12}`)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", p.name, resp.StatusCode, readAll(t, resp))
+		}
+		got, _ = e.lastTo(p)
+		field := want[p.name]
+		if p.name == "openai-chat" {
+			field = "max_tokens" // the client's own field, passed through
+		}
+		if v := gjson.GetBytes(got.Body, field).Int(); v != 12 {
+			t.Errorf("%s: the client's 12 did not win: %s", p.name, got.Body)
+		}
+	}
 }

@@ -83,6 +83,10 @@ type lane struct {
 	local     *fakes.Provider
 	relayAddr string
 	callLog   string
+	// geminiNative answers generateContent paths at geminiHost; bedrock is
+	// the Bedrock runtime.
+	geminiNative *fakes.Provider
+	bedrock      *fakes.Bedrock
 }
 
 type laneOptions struct {
@@ -112,6 +116,11 @@ func newLane(t *testing.T, opts ...func(*laneOptions)) *lane {
 	l.fakes[azureHost] = fakes.NewProvider(fakes.ProviderOptions{Flavor: "azure", Keys: map[string]string{"api-key": azureKey}})
 	l.fakes[geminiHost] = fakes.NewProvider(fakes.ProviderOptions{Flavor: "gemini", Keys: map[string]string{"Authorization": "Bearer " + geminiKey}})
 	l.fakes[vertexHost] = fakes.NewProvider(fakes.ProviderOptions{Flavor: "vertex", TokenCheck: tok.Valid})
+	l.fakes[seeds.AnthropicHost] = fakes.NewProvider(fakes.ProviderOptions{Flavor: "anthropic", Keys: map[string]string{"x-api-key": seeds.AnthropicKey}})
+	l.geminiNative = fakes.NewProvider(fakes.ProviderOptions{Flavor: "gemini-native", Keys: map[string]string{"x-goog-api-key": geminiKey}})
+	t.Cleanup(l.geminiNative.Close)
+	l.bedrock = fakes.NewBedrock(fakes.BedrockOptions{AccessKeyID: seeds.AWSAccessKeyID, SecretAccessKey: seeds.AWSSecretKey, Region: seeds.AWSRegion})
+	t.Cleanup(l.bedrock.Close)
 	for _, f := range l.fakes {
 		t.Cleanup(f.Close)
 	}
@@ -119,6 +128,14 @@ func newLane(t *testing.T, opts ...func(*laneOptions)) *lane {
 	t.Cleanup(l.local.Close)
 	proxy, err := httpsproxy.Start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := strings.Cut(r.Host, ":")
+		switch {
+		case host == geminiHost && strings.Contains(r.URL.Path, ":"):
+			l.geminiNative.ServeHTTP(w, r)
+			return
+		case host == seeds.BedrockHost:
+			l.bedrock.Handler().ServeHTTP(w, r)
+			return
+		}
 		if f, ok := l.fakes[host]; ok {
 			f.ServeHTTP(w, r)
 			return

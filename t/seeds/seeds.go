@@ -65,6 +65,12 @@ func Route(root, name string) (string, error) {
 			return GeminiKey
 		case "LOCAL_LLM_API_KEY":
 			return LocalKey
+		case "ANTHROPIC_API_KEY":
+			return AnthropicKey
+		case "AWS_ACCESS_KEY_ID":
+			return AWSAccessKeyID
+		case "AWS_SECRET_ACCESS_KEY":
+			return AWSSecretKey
 		}
 		missing = v
 		return ""
