@@ -33,12 +33,15 @@ bench: build ## load benchmarks through the APISIX double and the relay's go ben
 	$(GO) run ./t/bench -runner $(BIN) -out docs/benchmarks.md
 
 FUZZ_EXECS ?= 1000000x
-fuzz: ## longer fuzzing: conf parsers, SSE reader, embeddings converter
+fuzz: ## longer fuzzing: conf parsers, SSE reader, embeddings converter, protocol codecs
 	$(GO) test -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZ_EXECS) ./plugins/aiproxy
 	$(GO) test -run '^$$' -fuzz FuzzParseLimitConf -fuzztime $(FUZZ_EXECS) ./plugins/aiproxy
 	$(GO) test -run '^$$' -fuzz FuzzEventReader -fuzztime $(FUZZ_EXECS) ./providers
 	$(GO) test -run '^$$' -fuzz FuzzPredictToOpenAI -fuzztime $(FUZZ_EXECS) ./providers
 	$(GO) test -run '^$$' -fuzz FuzzApplyOptions -fuzztime $(FUZZ_EXECS) ./providers
+	for f in FuzzOpenAIChat FuzzAnthropic FuzzResponsesGemini FuzzBedrock; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_EXECS) ./providers/protocols || exit 1; \
+	done
 
 clean: ## remove build output
 	rm -rf bin

@@ -15,6 +15,9 @@ go test -run '^$' -fuzz '^FuzzParseLimitConf$' -fuzztime 20000x ./plugins/aiprox
 go test -run '^$' -fuzz '^FuzzEventReader$' -fuzztime 20000x ./providers
 go test -run '^$' -fuzz '^FuzzPredictToOpenAI$' -fuzztime 20000x ./providers
 go test -run '^$' -fuzz '^FuzzApplyOptions$' -fuzztime 20000x ./providers
+for f in FuzzOpenAIChat FuzzAnthropic FuzzResponsesGemini FuzzBedrock; do
+	go test -run '^$' -fuzz "^$f\$" -fuzztime 20000x ./providers/protocols
+done
 
 # The real-APISIX lane: stock APISIX started as users start it (etcd,
 # `apisix start`, routes through the Admin API), once per install.

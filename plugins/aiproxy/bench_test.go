@@ -160,3 +160,59 @@ func BenchmarkFilterHotPath(b *testing.B) {
 func BenchmarkRelayRequest8MB(b *testing.B) {
 	benchPair(b, chatAnswer(1<<10), 0, `{"messages":[{"role":"user","content":"`+strings.Repeat("a", 8<<20)+`"}]}`)
 }
+
+// benchTranslated runs one OpenAI-style upstream through the relay twice:
+// an OpenAI chat client (the same protocol, passed through) and an
+// Anthropic Messages client (translated both ways). The difference is the
+// translation's cost; over 200 events, per event.
+func benchTranslated(b *testing.B, answer []byte, events int) {
+	up := benchUpstream(answer, events)
+	defer up.Close()
+	p := New(Options{})
+	defer p.Close()
+	c := ParseConf([]byte(`{"provider":"openai","auth":{"header":{"Authorization":"Bearer k"}},"options":{"model":"gpt-4"},"override":{"endpoint":"` + up.URL + `"}}`))
+	if c.Err != nil {
+		b.Fatal(c.Err)
+	}
+	p.confs.put(c)
+	relay := httptest.NewServer(p)
+	defer relay.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	stream := events > 0
+	run := func(b *testing.B, path, reqBody string, hdr ...string) {
+		body := []byte(reqBody)
+		b.ReportAllocs()
+		for b.Loop() {
+			req, _ := http.NewRequest("POST", relay.URL+path, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set(TicketHeader, p.tickets.mint(c.ID))
+			for i := 0; i+1 < len(hdr); i += 2 {
+				req.Header.Set(hdr[i], hdr[i+1])
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || n == 0 {
+				b.Fatalf("status %d, %d bytes", resp.StatusCode, n)
+			}
+		}
+	}
+	b.Run("same-protocol", func(b *testing.B) {
+		run(b, "/v1/chat/completions", fmt.Sprintf(`{"messages":[{"role":"user","content":"What is 1+1?"}],"max_tokens":64,"stream":%t}`, stream))
+	})
+	b.Run("translated", func(b *testing.B) {
+		run(b, "/v1/messages", fmt.Sprintf(`{"model":"m","max_tokens":64,"messages":[{"role":"user","content":"What is 1+1?"}],"stream":%t}`, stream),
+			"anthropic-version", "2023-06-01")
+	})
+}
+
+// BenchmarkTranslateChat1KB: a whole 1 KB answer, OpenAI chat client
+// against Anthropic Messages client on the same OpenAI-style upstream.
+func BenchmarkTranslateChat1KB(b *testing.B) { benchTranslated(b, chatAnswer(1<<10), 0) }
+
+// BenchmarkTranslateStream200Events: the same for a stream of 200 events.
+func BenchmarkTranslateStream200Events(b *testing.B) { benchTranslated(b, nil, 200) }
