@@ -242,6 +242,19 @@ func (v *vertex) prepareEmbeddings(body []byte) (*Outbound, error) {
 		target += querySep(target) + v.query
 	}
 	o := &Outbound{API: Embeddings, URL: target, Model: model}
+	if strings.HasPrefix(model, "gemini-embedding-2") {
+		// The gemini-embedding-2 models are served by :embedContent, one
+		// input per call, not by :predict.
+		o.URL = strings.Replace(target, ":predict", ":embedContent", 1)
+		o.Convert = func(answers [][]byte) ([]byte, error) {
+			return embedContentToOpenAI(answers, model, format == "base64")
+		}
+		for _, in := range inputs {
+			part, _ := json.Marshal(embedContentRequest{Content: embedContent{Parts: []embedPart{{Text: in}}}, OutputDimensionality: dimsOf(params)})
+			o.Parts = append(o.Parts, part)
+		}
+		return o, nil
+	}
 	o.Convert = func(answers [][]byte) ([]byte, error) {
 		return predictToOpenAI(answers, len(inputs), model, format == "base64")
 	}
@@ -259,6 +272,61 @@ func (v *vertex) prepareEmbeddings(body []byte) (*Outbound, error) {
 	}
 	o.Body, _ = json.Marshal(predictRequest{Instances: instances, Parameters: params})
 	return o, nil
+}
+
+type embedPart struct {
+	Text string `json:"text"`
+}
+
+type embedContent struct {
+	Parts []embedPart `json:"parts"`
+}
+
+type embedContentRequest struct {
+	Content              embedContent `json:"content"`
+	OutputDimensionality *int64       `json:"outputDimensionality,omitempty"`
+}
+
+func dimsOf(p *predictParams) *int64 {
+	if p == nil {
+		return nil
+	}
+	return p.OutputDimensionality
+}
+
+// embedContentToOpenAI converts :embedContent answers, one per input in
+// order, into the OpenAI embeddings list.
+func embedContentToOpenAI(answers [][]byte, model string, b64 bool) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString(`{"object":"list","data":[`)
+	var tokens int64
+	for i, a := range answers {
+		if !gjson.ValidBytes(a) {
+			return nil, fmt.Errorf("embedContent answer is not JSON")
+		}
+		values := gjson.GetBytes(a, "embedding.values")
+		if !values.IsArray() {
+			return nil, fmt.Errorf("embedContent answer %d has no embedding.values", i)
+		}
+		tokens += gjson.GetBytes(a, "usageMetadata.promptTokenCount").Int()
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		fmt.Fprintf(&buf, `{"object":"embedding","index":%d,"embedding":`, i)
+		if b64 {
+			enc, err := float32Base64(values)
+			if err != nil {
+				return nil, fmt.Errorf("embedding %d: %w", i, err)
+			}
+			buf.WriteString(`"` + enc + `"`)
+		} else if err := json.Compact(&buf, []byte(values.Raw)); err != nil {
+			return nil, fmt.Errorf("embedding %d: %w", i, err)
+		}
+		buf.WriteByte('}')
+	}
+	m, _ := json.Marshal(model)
+	fmt.Fprintf(&buf, `],"model":%s,"usage":{"prompt_tokens":%d,"total_tokens":%d}}`, m, tokens, tokens)
+	return buf.Bytes(), nil
 }
 
 func querySep(u string) string {

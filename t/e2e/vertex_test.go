@@ -198,3 +198,32 @@ func TestVertexBadServiceAccount(t *testing.T) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 }
+
+// The gemini-embedding-2 models answer at :embedContent, one input per
+// call; the client still gets one OpenAI embeddings list in input order.
+func TestVertexEmbedContent(t *testing.T) {
+	e := newEnv(t)
+	route := readSeed(t, "vertex-ai-embeddings")
+	route, _ = sjson.Set(route, `plugins.ai-proxy.auth.gcp.service_account_json`, string(e.saJSON))
+	route, _ = sjson.Set(route, `plugins.ai-proxy.options.model`, "gemini-embedding-2-preview")
+	e.admin(t, "PUT", "/apisix/admin/routes", convertRoute(t, route))
+	resp := e.post(t, "/embeddings", `{"input":["a b","c d e"],"dimensions":4}`)
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	reqs := e.fakes[vertexHost].Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d calls for 2 inputs", len(reqs))
+	}
+	for _, r := range reqs {
+		if !strings.HasSuffix(r.Path, "/models/gemini-embedding-2-preview:embedContent") || gjson.GetBytes(r.Body, "outputDimensionality").Int() != 4 ||
+			gjson.GetBytes(r.Body, "content.parts.0.text").String() == "" {
+			t.Errorf("vertex got %s %s", r.Path, r.Body)
+		}
+	}
+	if gjson.Get(body, "object").String() != "list" || gjson.Get(body, "data.#").Int() != 2 || gjson.Get(body, "data.1.index").Int() != 1 ||
+		len(gjson.Get(body, "data.0.embedding").Array()) != 4 || gjson.Get(body, "usage.prompt_tokens").Int() != 5 {
+		t.Errorf("client got %s", body)
+	}
+}

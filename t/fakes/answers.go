@@ -187,6 +187,25 @@ func (p *Provider) embeddings(w http.ResponseWriter, body []byte) {
 	writeJSON(w, 200, answer)
 }
 
+// embedContent is Vertex's :embedContent for the gemini-embedding-2
+// models: one content per call.
+func (p *Provider) embedContent(w http.ResponseWriter, r *http.Request, body []byte) {
+	parts := gjson.GetBytes(body, "content.parts").Array()
+	if len(parts) == 0 || gjson.GetBytes(body, "instances").Exists() {
+		p.apiError(w, 400, "INVALID_ARGUMENT", "content.parts must not be empty")
+		return
+	}
+	dims := 8
+	if d := gjson.GetBytes(body, "outputDimensionality").Int(); d > 0 {
+		dims = int(d)
+	}
+	var text strings.Builder
+	for _, part := range parts {
+		text.WriteString(part.Get("text").String())
+	}
+	writeJSON(w, 200, obj{"embedding": obj{"values": vector(text.String(), dims)}, "usageMetadata": obj{"promptTokenCount": words(text.String())}})
+}
+
 // predict is Vertex's publisher-model :predict for embeddings.
 func (p *Provider) predict(w http.ResponseWriter, r *http.Request, body []byte) {
 	model := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1 : strings.LastIndex(r.URL.Path, ":")]

@@ -224,6 +224,8 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.embeddings(w, body)
 	case strings.HasSuffix(r.URL.Path, ":predict"):
 		p.predict(w, r, body)
+	case strings.HasSuffix(r.URL.Path, ":embedContent"):
+		p.embedContent(w, r, body)
 	case p.opts.Flavor == "openai" && isResponses(r.URL.Path):
 		p.responses(w, r, body)
 	default:
