@@ -1091,6 +1091,11 @@ func (d *anthDecoder) Event(ds []Delta, name string, data []byte) ([]Delta, bool
 	if len(data) == 0 {
 		return ds, false, nil
 	}
+	if name == "content_block_delta" {
+		if out, ok := anthTextDelta(ds, data); ok {
+			return out, false, nil
+		}
+	}
 	var e anthEvent
 	if err := json.Unmarshal(data, &e); err != nil {
 		if name == "error" {

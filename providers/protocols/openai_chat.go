@@ -1107,6 +1107,9 @@ func (d *chatDecoder) Event(ds []Delta, _ string, data []byte) ([]Delta, bool, e
 	if string(data) == "[DONE]" {
 		return ds, true, nil
 	}
+	if out, ok := d.chatTextChunk(ds, data); ok {
+		return out, false, nil
+	}
 	var in chatChunkIn
 	if err := json.Unmarshal(data, &in); err != nil {
 		return ds, false, fmt.Errorf("openai chat stream: %w", err)
