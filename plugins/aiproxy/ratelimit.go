@@ -98,7 +98,8 @@ func (p *Plugin) limitConfFor(r *http.Request) (*LimitConf, error) {
 func estimate(lc *LimitConf, inst *Instance, c *call, upstream []byte) int64 {
 	prompt := int64(len(upstream)/4) + 1
 	var out int64
-	for _, f := range []string{"max_tokens", "max_completion_tokens", "max_output_tokens"} {
+	// Translated bodies name the limit in their own protocol's field.
+	for _, f := range []string{"max_tokens", "max_completion_tokens", "max_output_tokens", "inferenceConfig.maxTokens", "generationConfig.maxOutputTokens"} {
 		if n := gjson.GetBytes(upstream, f); n.Type == gjson.Number && n.Num > 0 {
 			out = int64(min(n.Num, 1e9))
 			break
