@@ -55,16 +55,8 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 				send = false
 			}
 			if !started && hasData {
-				firstByte.Stop()
-				c.ttft = time.Since(sent)
-				p.startStream(w, c, resp)
-				started = true
-				if c.conf.StreamIdle > 0 {
-					idle = dl.after(c.conf.StreamIdle, "stream_idle_timeout_ms")
-				}
-				p.metrics.streamStarted()
+				idle, started = p.beginStream(w, c, dl, firstByte, resp, sent, o), true
 				defer p.metrics.streamEnded()
-				o.written, o.status = true, resp.StatusCode
 				if !p.write(w, rc, c, pending) {
 					return
 				}
@@ -79,26 +71,51 @@ func (p *Plugin) stream(w http.ResponseWriter, r *http.Request, c *call, dl *dea
 		if err == nil {
 			continue
 		}
-		switch {
-		case errors.Is(err, io.EOF) && started:
-			return // a stream without [DONE] ends at EOF; the log tells
-		case errors.Is(err, io.EOF):
-			o.err = errInvalidAnswer{c.provider + " stream ended before its first event"}
-		case !started:
-			o.err, o.limit = err, dl.which()
-		case r.Context().Err() != nil && dl.which() == "":
-			c.errKind, c.errMsg = "client_closed", "client closed the stream"
-		default:
-			c.errKind = "upstream_stream_broken"
-			if limit := dl.which(); limit != "" {
-				c.errKind = "stream_limit"
-			}
-			c.errMsg = describeNetErr(err)
-			// Break the client's response rather than end it cleanly: a
-			// truncated stream must not look complete.
-			panic(http.ErrAbortHandler)
+		if !(errors.Is(err, io.EOF) && started) { // a stream without [DONE] ends at EOF; the log tells
+			streamFailed(r, c, dl, o, err, started)
 		}
 		return
+	}
+}
+
+// beginStream sends a stream's response headers with its first event and
+// starts its idle timer (nil without stream_idle_timeout_ms); the caller
+// defers p.metrics.streamEnded.
+//
+//go:noinline
+func (p *Plugin) beginStream(w http.ResponseWriter, c *call, dl *deadline, firstByte *time.Timer, resp *http.Response, sent time.Time, o *outcome) (idle *time.Timer) {
+	firstByte.Stop()
+	c.ttft = time.Since(sent)
+	p.startStream(w, c, resp)
+	if c.conf.StreamIdle > 0 {
+		idle = dl.after(c.conf.StreamIdle, "stream_idle_timeout_ms")
+	}
+	p.metrics.streamStarted()
+	o.written, o.status = true, resp.StatusCode
+	return idle
+}
+
+// streamFailed records how a stream's read failed: before its first event
+// the caller may still answer or fall back; after it the client's response
+// is broken rather than ended cleanly, as a truncated stream must not look
+// complete.
+//
+//go:noinline
+func streamFailed(r *http.Request, c *call, dl *deadline, o *outcome, err error, started bool) {
+	switch {
+	case errors.Is(err, io.EOF) && !started:
+		o.err = errInvalidAnswer{c.provider + " stream ended before its first event"}
+	case !started:
+		o.err, o.limit = err, dl.which()
+	case r.Context().Err() != nil && dl.which() == "":
+		c.errKind, c.errMsg = "client_closed", "client closed the stream"
+	default:
+		c.errKind = "upstream_stream_broken"
+		if limit := dl.which(); limit != "" {
+			c.errKind = "stream_limit"
+		}
+		c.errMsg = describeNetErr(err)
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -231,16 +248,8 @@ func (p *Plugin) streamFrames(w http.ResponseWriter, r *http.Request, c *call, d
 			pending = append(pending, raw...) // comments before the first event
 		}
 		if hasData && !started && (derr == nil || enc == nil) {
-			firstByte.Stop()
-			c.ttft = time.Since(sent)
-			p.startStream(w, c, resp)
-			started = true
-			if c.conf.StreamIdle > 0 {
-				idle = dl.after(c.conf.StreamIdle, "stream_idle_timeout_ms")
-			}
-			p.metrics.streamStarted()
+			idle, started = p.beginStream(w, c, dl, firstByte, resp, sent, o), true
 			defer p.metrics.streamEnded()
-			o.written, o.status = true, resp.StatusCode
 			if !p.write(w, rc, c, pending) {
 				return
 			}
@@ -287,8 +296,7 @@ func (p *Plugin) streamFrames(w http.ResponseWriter, r *http.Request, c *call, d
 		if err == nil {
 			continue
 		}
-		switch {
-		case errors.Is(err, io.EOF) && started:
+		if errors.Is(err, io.EOF) && started {
 			// Gemini ends its streams at EOF; others end with an event,
 			// and the log tells when it never came.
 			if enc != nil {
@@ -296,20 +304,8 @@ func (p *Plugin) streamFrames(w http.ResponseWriter, r *http.Request, c *call, d
 				p.write(w, rc, c, enc.End(out[:0]))
 			}
 			return
-		case errors.Is(err, io.EOF):
-			o.err = errInvalidAnswer{c.provider + " stream ended before its first event"}
-		case !started:
-			o.err, o.limit = err, dl.which()
-		case r.Context().Err() != nil && dl.which() == "":
-			c.errKind, c.errMsg = "client_closed", "client closed the stream"
-		default:
-			c.errKind = "upstream_stream_broken"
-			if limit := dl.which(); limit != "" {
-				c.errKind = "stream_limit"
-			}
-			c.errMsg = describeNetErr(err)
-			panic(http.ErrAbortHandler)
 		}
+		streamFailed(r, c, dl, o, err, started)
 		return
 	}
 }

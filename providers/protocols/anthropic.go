@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // Anthropic is the Anthropic Messages API (POST /v1/messages), spoken by
@@ -537,36 +535,12 @@ func anthBadJSON(field string, err error) *Error {
 		if path == "" {
 			path = "request body"
 		}
-		return Errorf("%s: expected %s, got %s", path, anthKindName(te.Type), te.Value)
+		return Errorf("%s: expected %s, got %s", path, jsonKind(te.Type), te.Value)
 	}
 	if field == "" {
 		return Errorf("request body is not valid JSON: %v", err)
 	}
 	return Errorf("%s: %v", field, err)
-}
-
-func anthKindName(t reflect.Type) string {
-	if t == nil {
-		return "another type"
-	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.Struct, reflect.Map:
-		return "an object"
-	}
-	return "another type"
 }
 
 // EncodeRequest implements [Upstream.EncodeRequest].
@@ -1264,9 +1238,9 @@ func (anthropicCodec) EncodeError(status int, kind, msg string) []byte {
 	}
 	b := make([]byte, 0, 64+len(msg))
 	b = append(b, `{"type":"error","error":{"type":`...)
-	b = anthAppendString(b, t)
+	b = appendJSONString(b, t)
 	b = append(b, `,"message":`...)
-	b = anthAppendString(b, msg)
+	b = appendJSONString(b, msg)
 	return append(b, "}}"...)
 }
 
@@ -1387,10 +1361,10 @@ func (e *anthEncoder) End(dst []byte) []byte {
 	dst = e.closeBlock(dst)
 	stop := anthStopReason(e.finish, e.stopSeq, e.calls)
 	dst = append(dst, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"...)
-	dst = anthAppendString(dst, stop)
+	dst = appendJSONString(dst, stop)
 	dst = append(dst, `,"stop_sequence":`...)
 	if stop == "stop_sequence" {
-		dst = anthAppendString(dst, e.stopSeq)
+		dst = appendJSONString(dst, e.stopSeq)
 	} else {
 		dst = append(dst, "null"...)
 	}
@@ -1414,9 +1388,9 @@ func (e *anthEncoder) start(dst []byte, d *Delta) []byte {
 		}
 	}
 	dst = append(dst, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":"...)
-	dst = anthAppendString(dst, anthMessageID(id))
+	dst = appendJSONString(dst, anthMessageID(id))
 	dst = append(dst, `,"type":"message","role":"assistant","model":`...)
-	dst = anthAppendString(dst, e.model)
+	dst = appendJSONString(dst, e.model)
 	dst = append(dst, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
 	dst = anthAppendUsage(dst, u)
 	return append(dst, "}}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n"...)
@@ -1446,9 +1420,9 @@ func (e *anthEncoder) openBlock(dst []byte, kind int, t *ToolDelta) []byte {
 	case anthToolBlock:
 		e.tool, e.calls = t.Index, true
 		dst = append(dst, `,"content_block":{"type":"tool_use","id":`...)
-		dst = anthAppendString(dst, anthCallID(t.ID))
+		dst = appendJSONString(dst, anthCallID(t.ID))
 		dst = append(dst, `,"name":`...)
-		dst = anthAppendString(dst, t.Name)
+		dst = appendJSONString(dst, t.Name)
 		dst = append(dst, `,"input":{}}}`...)
 	}
 	return append(dst, "\n\n"...)
@@ -1462,7 +1436,7 @@ func (e *anthEncoder) blockDelta(dst []byte, typ, field, s string) []byte {
 	dst = append(dst, `","`...)
 	dst = append(dst, field...)
 	dst = append(dst, `":`...)
-	dst = anthAppendString(dst, s)
+	dst = appendJSONString(dst, s)
 	return append(dst, "}}\n\n"...)
 }
 
@@ -1476,58 +1450,4 @@ func anthAppendUsage(dst []byte, u Usage) []byte {
 	dst = append(dst, `,"cache_creation_input_tokens":`...)
 	dst = strconv.AppendInt(dst, u.CacheWrite, 10)
 	return append(dst, '}')
-}
-
-const anthHex = "0123456789abcdef"
-
-// anthAppendString appends s as a JSON string (RFC 8259 §7): quote,
-// backslash and control characters escaped, invalid UTF-8 replaced by
-// U+FFFD as encoding/json does. U+2028 and U+2029 are escaped too, for
-// clients that evaluate events as JavaScript.
-func anthAppendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', anthHex[c>>4], anthHex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', anthHex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

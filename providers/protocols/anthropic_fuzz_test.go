@@ -93,7 +93,7 @@ func FuzzAnthropic(f *testing.F) {
 
 		s := string(body)
 		var back string
-		if err := json.Unmarshal(anthAppendString(nil, s), &back); err != nil {
+		if err := json.Unmarshal(appendJSONString(nil, s), &back); err != nil {
 			t.Fatalf("string %q encodes to invalid JSON: %v", s, err)
 		}
 		std, _ := json.Marshal(s)

@@ -1133,7 +1133,7 @@ func TestAnthropicAppendString(t *testing.T) {
 		"", "plain", `"quoted" \back\slash`, "\x00\x01\x1f\x7f", "tab\tnew\nline\rret\b\f",
 		"ünïcödé 日本 🎉", "\u2028\u2029", "<html>&amp;", "bad \xff utf8 \xc3", "é\xe2\x82",
 	} {
-		b := anthAppendString(nil, s)
+		b := appendJSONString(nil, s)
 		var got string
 		if err := json.Unmarshal(b, &got); err != nil {
 			t.Errorf("%q → %s: %v", s, b, err)

@@ -281,7 +281,7 @@ func (converseCodec) EncodeRequest(r *Request) ([]byte, error) {
 			out.System = append(out.System, cvSystem{Text: cvJSONInstruction})
 		}
 	}
-	return cvMarshal(out)
+	return marshalNoHTML(out)
 }
 
 // cvThinkingBudget is the thinking budget of r, 0 for none, and sets
@@ -481,18 +481,6 @@ func cvAppendNew(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
-}
-
-// cvMarshal is json.Marshal without HTML escaping: prompts keep their
-// '<', '>' and '&' as they are.
-func cvMarshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Converse answer body.

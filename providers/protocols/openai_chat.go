@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // OpenAIChat is the OpenAI chat completions codec (POST /v1/chat/completions),
@@ -670,7 +668,7 @@ func (chatCodec) EncodeRequest(r *Request) ([]byte, error) {
 		}
 	}
 
-	body, err := chatMarshal(out)
+	body, err := marshalNoHTML(out)
 	if err != nil {
 		// Only a tool's parameters or a schema can be bad JSON here.
 		return nil, Errorf("request cannot be encoded: %v", err)
@@ -1025,7 +1023,7 @@ func (chatCodec) EncodeResponse(r *Response) ([]byte, error) {
 		Choices: []chatChoiceOut{{Message: msg, FinishReason: chatFinishOut(r.Finish, len(r.ToolCalls) > 0)}},
 		Usage:   chatUsage(r.Usage),
 	}
-	return chatMarshal(out)
+	return marshalNoHTML(out)
 }
 
 func chatUsage(u Usage) chatUsageOut {
@@ -1272,13 +1270,13 @@ func (e *chatEncoder) Delta(dst []byte, d *Delta) []byte {
 	if d.Thinking != "" {
 		dst = e.open(dst)
 		dst = append(dst, `"reasoning_content":`...)
-		dst = chatAppendString(dst, d.Thinking)
+		dst = appendJSONString(dst, d.Thinking)
 		dst = e.close(dst)
 	}
 	if d.Text != "" {
 		dst = e.open(dst)
 		dst = append(dst, `"content":`...)
-		dst = chatAppendString(dst, d.Text)
+		dst = appendJSONString(dst, d.Text)
 		dst = e.close(dst)
 	}
 	if t := d.Tool; t != nil {
@@ -1306,14 +1304,14 @@ func (e *chatEncoder) tool(dst []byte, t *ToolDelta) []byte {
 			id = chatNewID("call_")
 		}
 		dst = append(dst, `,"id":`...)
-		dst = chatAppendString(dst, id)
+		dst = appendJSONString(dst, id)
 		dst = append(dst, `,"type":"function","function":{"name":`...)
-		dst = chatAppendString(dst, t.Name)
+		dst = appendJSONString(dst, t.Name)
 		dst = append(dst, `,"arguments":`...)
 	} else {
 		dst = append(dst, `,"function":{"arguments":`...)
 	}
-	dst = chatAppendString(dst, t.Arguments)
+	dst = appendJSONString(dst, t.Arguments)
 	dst = append(dst, "}}]"...)
 	return e.close(dst)
 }
@@ -1326,7 +1324,7 @@ func (e *chatEncoder) End(dst []byte) []byte {
 	dst = e.start(dst)
 	dst = append(dst, e.head...)
 	dst = append(dst, `{"index":0,"delta":{},"finish_reason":`...)
-	dst = chatAppendString(dst, string(chatFinishOut(e.finish, len(e.tools) > 0)))
+	dst = appendJSONString(dst, string(chatFinishOut(e.finish, len(e.tools) > 0)))
 	dst = append(dst, "}]}\n\n"...)
 	// OpenAI sends usage only to clients that asked, in a chunk of its own
 	// with no choices. Without a usage from upstream there is none to send:
@@ -1360,11 +1358,11 @@ func (e *chatEncoder) start(dst []byte) []byte {
 	}
 	e.started = true
 	h := append([]byte(nil), `data: {"id":`...)
-	h = chatAppendString(h, chatCompletionID(e.id))
+	h = appendJSONString(h, chatCompletionID(e.id))
 	h = append(h, `,"object":"chat.completion.chunk","created":`...)
 	h = strconv.AppendInt(h, e.created, 10)
 	h = append(h, `,"model":`...)
-	h = chatAppendString(h, e.model)
+	h = appendJSONString(h, e.model)
 	h = append(h, `,"choices":[`...)
 	e.head = h
 	dst = e.open(dst)
@@ -1379,58 +1377,6 @@ func (e *chatEncoder) open(dst []byte) []byte {
 
 func (e *chatEncoder) close(dst []byte) []byte {
 	return append(dst, "},\"finish_reason\":null}]}\n\n"...)
-}
-
-// chatAppendString appends s as a JSON string (RFC 8259). Invalid UTF-8
-// becomes U+FFFD, as encoding/json does, so the output always parses; U+2028
-// and U+2029 are escaped for clients that eval JavaScript.
-func chatAppendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // ---- errors ----
@@ -1448,7 +1394,7 @@ func (chatCodec) EncodeError(status int, kind, msg string) []byte {
 	} else {
 		e.Type = chatErrorType(status)
 	}
-	body, _ := chatMarshal(struct {
+	body, _ := marshalNoHTML(struct {
 		Error errorBody `json:"error"`
 	}{e})
 	return body
@@ -1556,48 +1502,12 @@ func chatJSONError(field string, err error) error {
 		case name == "":
 			name = "request body"
 		}
-		return Errorf("%s: expected %s, got %s", name, chatTypeName(te.Type), te.Value)
+		return Errorf("%s: expected %s, got %s", name, jsonKind(te.Type), te.Value)
 	}
 	if field == "" {
 		field = "request body"
 	}
 	return Errorf("%s: invalid JSON: %v", field, err)
-}
-
-func chatTypeName(t reflect.Type) string {
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t == nil {
-		return "a value"
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int64, reflect.Int32:
-		return "an integer"
-	case reflect.Float64, reflect.Float32:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.Struct, reflect.Map:
-		return "an object"
-	}
-	return "a " + t.Kind().String()
-}
-
-// chatMarshal is json.Marshal without the HTML escaping, which would only
-// make answers longer and harder to read.
-func chatMarshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
 }
 
 func chatNewID(prefix string) string { return prefix + rand.Text() }

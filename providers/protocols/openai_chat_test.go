@@ -835,7 +835,7 @@ func TestChatAppendString(t *testing.T) {
 		"", "plain", `"quoted" \back\slash`, "tab\tnew\nline\rcr", "\x00\x01\x1f\x7f",
 		"ünïcödé 日本語 🎉", "bad \xff utf8 \xc3", "line\u2028sep\u2029", "</script>&",
 	} {
-		b := chatAppendString(nil, s)
+		b := appendJSONString(nil, s)
 		if !json.Valid(b) {
 			t.Fatalf("%q → invalid JSON %s", s, b)
 		}

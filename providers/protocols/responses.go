@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -497,37 +496,14 @@ func respJSONError(path string, err error) *Error {
 			field = path
 		}
 		if field == "" {
-			return Errorf("request body: expected %s, got %s", respJSONKind(te.Type), te.Value)
+			return Errorf("request body: expected %s, got %s", jsonKind(te.Type), te.Value)
 		}
-		return Errorf("%s: expected %s, got %s", field, respJSONKind(te.Type), te.Value)
+		return Errorf("%s: expected %s, got %s", field, jsonKind(te.Type), te.Value)
 	}
 	if path == "" {
 		return Errorf("request body is not valid JSON: %v", err)
 	}
 	return Errorf("%s: %v", path, err)
-}
-
-func respJSONKind(t reflect.Type) string {
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t == nil {
-		return "a value"
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "an integer"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	}
-	return "an object"
 }
 
 // Output side.
