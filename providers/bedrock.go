@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/ai-proxy-runner/ai-proxy-runner/providers/protocols"
 )
 
@@ -43,7 +45,7 @@ func newBedrock(c Config) (Provider, error) {
 	for _, o := range c.Options {
 		if o.Key == "model" {
 			// The model names the URL; the body must not carry it.
-			p.model = strings.Trim(string(o.Raw), `"`)
+			p.model = gjson.ParseBytes(o.Raw).String()
 			continue
 		}
 		p.options = append(p.options, o)

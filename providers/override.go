@@ -1,8 +1,6 @@
 package providers
 
 import (
-	"context"
-	"net/http"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -132,10 +130,4 @@ func escapePath(k string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-// Authorize is the inner provider's; spelled out so the wrapper's method
-// set is obvious.
-func (p overridden) Authorize(ctx context.Context, req *http.Request) error {
-	return p.Provider.Authorize(ctx, req)
 }
