@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -45,6 +46,7 @@ func run(args []string) int {
 	idleTimeout := fs.Duration("relay-idle-timeout", 2*time.Minute, "how long an idle APISIX connection to the relay stays open; keep it above APISIX's upstream keepalive (60 s)")
 	bodyBudget := fs.Int64("max-body-bytes-in-flight", 256<<20, "request bytes all calls may hold at once; beyond, 503 runner_busy (0 = unbounded)")
 	memLimit := fs.Int64("memory-limit", 1<<30, "soft memory limit of the Go runtime in bytes (GOMEMLIMIT wins when set; 0 = none)")
+	maxProcs := fs.Int("max-procs", 0, "cores the runner's Go code may run on at once (GOMAXPROCS wins when set); 0 = half of those this process may use, at least 1")
 	bindWait := fs.Duration("relay-bind-wait", 5*time.Second, "how long to retry a relay address still held by a previous runner that did not hand it over")
 	reloadWait := fs.Duration("reload-wait", 5*time.Second, "on SIGTERM while nginx runs on (apisix reload, or APISIX respawning a killed runner), how long to serve on until the next runner takes over")
 	foreground := fs.Bool("foreground", false, "serve in this process instead of a child that outlives APISIX's SIGKILL of the process it started")
@@ -55,6 +57,7 @@ func run(args []string) int {
 	if !*foreground && os.Getenv(childEnv) == "" {
 		return supervise(append([]string{"run"}, args...))
 	}
+	shareCores(*maxProcs)
 	if *memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(*memLimit)
 	}
@@ -63,6 +66,23 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// shareCores sets how many goroutines run at once, unless GOMAXPROCS does.
+// APISIX's workers (one per core) spend about as much CPU per request as
+// the runner, so the runner takes half of the cores by default. Fewer Ps
+// also cost less: with a P per core, Go wakes an idle thread for nearly
+// every goroutine that becomes ready (an RPC answer, a read on the relay),
+// and at a sidecar's loads that wake-up is a quarter of the runner's CPU
+// per request (docs/benchmarks.md, real APISIX, before and after).
+func shareCores(n int) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if n <= 0 {
+		n = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	runtime.GOMAXPROCS(n)
 }
 
 type settings struct {

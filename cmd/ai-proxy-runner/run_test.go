@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +106,31 @@ func TestRelayBeyondLoopbackWarns(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no warning about the relay's address within 10s")
+	}
+}
+
+func TestShareCores(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	t.Setenv("GOMAXPROCS", "")
+	os.Unsetenv("GOMAXPROCS")
+	runtime.GOMAXPROCS(8)
+	shareCores(0)
+	if got := runtime.GOMAXPROCS(0); got != 4 {
+		t.Fatalf("8 cores: GOMAXPROCS %d, want half of them, 4", got)
+	}
+	runtime.GOMAXPROCS(1)
+	shareCores(0)
+	if got := runtime.GOMAXPROCS(0); got != 1 {
+		t.Fatalf("1 core: GOMAXPROCS %d, want 1", got)
+	}
+	shareCores(3)
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Fatalf("--max-procs 3: GOMAXPROCS %d", got)
+	}
+	t.Setenv("GOMAXPROCS", "2")
+	runtime.GOMAXPROCS(2)
+	shareCores(0)
+	if got := runtime.GOMAXPROCS(0); got != 2 {
+		t.Fatalf("GOMAXPROCS=2 set: the runner changed it to %d", got)
 	}
 }

@@ -37,7 +37,7 @@ func main() {
 	roundsFlag = flag.Int("rounds", 4, "whole-answer loads alternate direct, double and runner in this many rounds")
 	streams := flag.Int("streams", 1000, "concurrent open streams for the memory figure")
 	metrics := flag.String("runner-pprof", "", "give the runner --pprof-addr (loopback, for /debug/pprof while the bench runs)")
-	only := flag.String("only", "", "run only the whole-answer scenarios whose name contains this, \"streams\" for the stream section (skips the memory figure), or \"real\" for the real-APISIX section alone")
+	only := flag.String("only", "", "run only the whole-answer scenarios whose name contains this, \"streams\" for the stream section (skips the memory figure), \"real\" for the real-APISIX section alone, \"real:NAME\" for its scenarios whose name contains NAME (\"real:streams\" for its streams)")
 	runnerEnv := flag.String("runner-env", "", "extra K=V for the runner's environment, comma-separated (e.g. GOGC=400)")
 	flag.BoolVar(&relayBench, "relay-bench", true, "append the relay's go test benchmarks (-benchmem) to the report")
 	flag.BoolVar(&realAPISIX, "real", true, "also measure on real APISIX (APISIX_HOME) when it is installed: proxy, its Lua ai-proxy and the runner side by side")
@@ -224,7 +224,7 @@ func run(runnerBin, out string, dur time.Duration, streams int) error {
 		return err
 	}
 	defer stopMock()
-	if onlyScenario == "real" {
+	if onlyScenario == "real" || strings.HasPrefix(onlyScenario, "real:") {
 		sec, err := realSection(bin, m, mockURL, dur, streams)
 		if err != nil {
 			return err

@@ -132,7 +132,7 @@ func realSection(runnerBin string, m *mock, mockURL string, dur time.Duration, s
 	added := map[string]map[string]result{} // scenario → column → latencies
 	cpu := map[string]map[string][2]time.Duration{}
 	for _, sc := range scenarios {
-		if onlyScenario != "" && onlyScenario != "real" && !strings.Contains(sc.name, onlyScenario) {
+		if !realWanted(sc.name) {
 			continue
 		}
 		a := sc.answer
@@ -176,7 +176,7 @@ func realSection(runnerBin string, m *mock, mockURL string, dur time.Duration, s
 	// Streams: 200 events 1 ms apart, TTFT and per-event delay stamped by
 	// the mock.
 	var sres map[string]streamResult
-	if onlyScenario == "" || onlyScenario == "real" || strings.Contains("streams", onlyScenario) {
+	if realWanted("streams") {
 		m.events.Store(200)
 		m.interval.Store(int64(time.Millisecond))
 		m.unbuffered.Store(true) // the proxy column as fast as nginx can be
@@ -219,6 +219,17 @@ func realSection(runnerBin string, m *mock, mockURL string, dur time.Duration, s
 
 	realTargets(&b, added, cpu, sres, luaOK, perStream)
 	return b.String(), nil
+}
+
+// realWanted says whether -only asks for the real-APISIX scenario name.
+func realWanted(name string) bool {
+	switch {
+	case onlyScenario == "" || onlyScenario == "real":
+		return true
+	case strings.HasPrefix(onlyScenario, "real:"):
+		return strings.Contains(name, strings.TrimPrefix(onlyScenario, "real:"))
+	}
+	return strings.Contains(name, onlyScenario)
 }
 
 const smallChatBody = `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}]}`
