@@ -700,23 +700,34 @@ func sentAt(line string) (time.Time, bool) {
 
 // holdStreams opens n streams and waits until each has its first event;
 // the returned func waits for them to end.
+//
+// At most holdOpening streams are being opened at once, as streams that
+// pile up over time do: 1000 opened in the same millisecond would also
+// make APISIX open a socket to the runner per concurrent ext-plugin call,
+// memory the runner then keeps for reuse and would count here as the
+// streams'.
 func (s *setup) holdStreams(url string, n int) func() {
+	const holdOpening = 32
 	var started, done sync.WaitGroup
+	opening := make(chan struct{}, holdOpening)
 	body := `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"stream":true}`
 	for range n {
 		started.Add(1)
 		done.Add(1)
+		opening <- struct{}{}
 		go func() {
 			defer done.Done()
 			req, _ := http.NewRequest("POST", url, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := s.client.Do(req)
 			if err != nil {
+				<-opening
 				started.Done()
 				return
 			}
 			br := bufio.NewReader(resp.Body)
 			br.ReadString('\n')
+			<-opening
 			started.Done()
 			io.Copy(io.Discard, br)
 			resp.Body.Close()
