@@ -19,9 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	runnerlog "github.com/apache/apisix-go-plugin-runner/pkg/log"
 	"github.com/apache/apisix-go-plugin-runner/pkg/plugin"
-	"github.com/apache/apisix-go-plugin-runner/pkg/runner"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -158,10 +156,6 @@ func serve(s settings) error {
 		return err
 	}
 
-	// The plugin runner logs every RPC at info level; APISIX copies the
-	// runner's output into its error.log, so keep it at the chosen level
-	// from the first line.
-	runnerlog.NewLogger(level, stdout)
 	opts := aiproxy.Options{Log: log, Calls: calls, MaxBodyBytesInFlight: s.bodyBudget}
 	if s.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
@@ -183,12 +177,6 @@ func serve(s settings) error {
 		defer stop()
 	}
 	p := aiproxy.New(opts)
-	for _, pl := range []plugin.Plugin{p, aiproxymulti.New(p), airatelimiting.New(p)} {
-		if err := plugin.RegisterPlugin(pl); err != nil {
-			ln.Close()
-			return err
-		}
-	}
 	peer := &gate.Peers{}
 	if pred != nil {
 		peer.Set(true, pred.Private)
@@ -227,24 +215,15 @@ func serve(s settings) error {
 	go func() { _ = privSrv.Serve(privLn) }()
 	log.Info("relay listening", zap.String("relay_addr", ln.Addr().String()), zap.String("socket", sock))
 
-	// The plugin-runner library serves a private socket; APISIX talks to
-	// the token gate on the real one (package gate).
-	// One per process: the library removes its socket when it exits, which
-	// on reload happens after the successor made its own.
-	inner := fmt.Sprintf("%s.%d.runner", sock, os.Getpid())
-	_ = os.Remove(inner)
-	os.Setenv("APISIX_LISTEN_ADDRESS", "unix:"+inner)
-	ran := make(chan struct{})
-	go func() {
-		// Run serves until SIGINT or SIGTERM.
-		runner.Run(runner.RunnerConfig{LogLevel: level, LogOutput: stdout})
-		close(ran)
-	}()
-	if err := waitDialable(inner, 10*time.Second); err != nil {
-		return fmt.Errorf("plugin runner did not listen on %s: %w", inner, err)
-	}
-	tg, err := gate.New(inner, gate.MasterPID(sock))
+	// SIGTERM (APISIX stopping or reloading) or SIGINT ends the serving.
+	// They stay caught until the process exits: a second SIGTERM (APISIX
+	// and the supervisor may both send one) must not kill the calls that
+	// are finishing.
+	stopped := make(chan os.Signal, 1)
+	signal.Notify(stopped, syscall.SIGINT, syscall.SIGTERM)
+	tg, err := gate.New([]plugin.Plugin{p, aiproxymulti.New(p), airatelimiting.New(p)}, gate.MasterPID(sock), func(msg string) { log.Warn(msg) })
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	gateLn, ours, err := gate.Listen(sock)
@@ -269,7 +248,7 @@ func serve(s settings) error {
 	if err != nil {
 		log.Warn("cannot offer the relay to a successor; reloads will rebind it", zap.Error(err))
 	}
-	<-ran
+	<-stopped
 	// APISIX no longer reads our output (it may still serve us on reload).
 	stdout.detach()
 	if offered != nil {
@@ -418,21 +397,6 @@ func servePprof(addr string, log *zap.Logger) (stop func(), err error) {
 	return func() { _ = srv.Close() }, nil
 }
 
-// waitDialable waits until a unix socket accepts connections.
-func waitDialable(sock string, wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	for {
-		c, err := net.DialTimeout("unix", sock, time.Second)
-		if err == nil {
-			return c.Close()
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // socketPath reads the socket APISIX dials, as APISIX passes it.
 func socketPath() (string, error) {
 	addr := os.Getenv("APISIX_LISTEN_ADDRESS")
@@ -454,9 +418,9 @@ func checkExpireTime() error {
 	return nil
 }
 
-// checkSocket proves the socket's directory usable before the plugin
-// runner, which would only exit with a log line, tries it. It listens on a
-// scratch name: APISIX must not reach the real path before the gate is up.
+// checkSocket proves the socket's directory usable before anything else
+// starts, so a bad path fails the start with a clear error. It listens on
+// a scratch name: APISIX must not reach the real path before the gate is up.
 func checkSocket(path string) error {
 	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
 		return fmt.Errorf("socket directory %s does not exist", filepath.Dir(path))

@@ -1,7 +1,7 @@
 // Package gate is the runner's side of APISIX's ext-plugin socket: the
-// token gate in front of the plugin-runner library, the check that only
-// APISIX connects, and the handover of both the socket and the relay to
-// the next runner on `apisix reload`.
+// ext-plugin RPCs (conf tokens no other runner issued, the plugins'
+// request filters), the check that only APISIX connects, and the handover
+// of both the socket and the relay to the next runner on `apisix reload`.
 package gate
 
 import (
@@ -18,22 +18,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/apache/apisix-go-plugin-runner/pkg/plugin"
 	aerr "github.com/api7/ext-plugin-proto/go/A6/Err"
-	hrc "github.com/api7/ext-plugin-proto/go/A6/HTTPReqCall"
-	hresp "github.com/api7/ext-plugin-proto/go/A6/HTTPRespCall"
-	pc "github.com/api7/ext-plugin-proto/go/A6/PrepareConf"
-	flatbuffers "github.com/google/flatbuffers/go"
 )
 
-// The plugin-runner library numbers conf tokens 1, 2, 3… in every process,
-// but APISIX keeps the tokens it cached from the previous runner across
-// `apisix reload` (up to an hour per worker). A worker still holding route
-// A's old token would reach whatever conf the new runner gave that number:
-// route B's provider and key. Gate sits on APISIX's socket in front of
-// the library: it shifts every token this process issues by a random base
-// and answers CONF_TOKEN_NOT_FOUND for any token this process did not
-// issue, so APISIX prepares the conf again (apisix-ext-plugin-protocol.md
-// §4) instead of running another route's.
+// APISIX keeps the conf tokens it cached from the previous runner across
+// `apisix reload` (up to an hour per worker). Had the new runner numbered
+// its tokens 1, 2, 3… as the plugin-runner library does, a worker still
+// holding route A's old token would reach whatever conf the new runner gave
+// that number: route B's provider and key. So every token this process
+// issues is shifted by a random base, and any token it did not issue gets
+// CONF_TOKEN_NOT_FOUND, so APISIX prepares the conf again
+// (apisix-ext-plugin-protocol.md §4) instead of running another route's.
 
 // RPC frame types (apisix/constants.lua).
 const (
@@ -44,12 +40,13 @@ const (
 	rpcHTTPRespCall = 4
 )
 
-// Gate listens on APISIX's socket in front of the plugin-runner library
-// (see the comment above).
+// Gate serves APISIX's socket (see the comment above and rpc.go).
 type Gate struct {
-	inner  string // the library's private socket
-	base   uint32 // added to every token this process issues
-	issued atomic.Uint32
+	plugins map[string]plugin.Plugin
+	confs   *confs
+	warn    func(string)
+	base    uint32 // added to every token this process issues
+	issued  atomic.Uint32
 
 	mu       sync.Mutex
 	conns    map[net.Conn]*connState
@@ -60,46 +57,14 @@ type Gate struct {
 	send    func(*net.UnixConn) error
 	master  int          // nginx's master pid, 0 when unknown
 	refused atomic.Int64 // connections refused by fromAPISIX
-	// spare holds idle connections to the library. The library stops
-	// accepting at SIGTERM, but on reload this runner must serve new APISIX
-	// connections until its successor is up.
-	spare chan net.Conn
+	stop    chan struct{}
 }
 
-// spareInner is how many library connections wait for new APISIX ones.
-const spareInner = 16
-
-// innerConn is a connection to the library: a spare one if any (and a
-// replacement dialed behind it), else a new one.
-func (g *Gate) innerConn() (net.Conn, error) {
-	select {
-	case c := <-g.spare:
-		go g.refill()
-		return c, nil
-	default:
-		return net.Dial("unix", g.inner)
-	}
-}
-
-func (g *Gate) refill() {
-	if c, err := net.Dial("unix", g.inner); err == nil {
-		g.putInner(c)
-	}
-}
-
-// putInner keeps a library connection that is between two RPCs.
-func (g *Gate) putInner(c net.Conn) {
-	select {
-	case g.spare <- c:
-	default:
-		c.Close()
-	}
-}
-
-// New makes the gate in front of the library's socket inner. master is
-// nginx's master pid (MasterPID), 0 when unknown: its children, the
-// workers, may connect whatever their user.
-func New(inner string, master int) (*Gate, error) {
+// New makes the gate for plugins. master is nginx's master pid
+// (MasterPID), 0 when unknown: its children, the workers, may connect
+// whatever their user. warn gets what the runner's log should say (a conf
+// naming an unknown plugin, a failed filter).
+func New(plugins []plugin.Plugin, master int, warn func(string)) (*Gate, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -107,11 +72,29 @@ func New(inner string, master int) (*Gate, error) {
 	// In [2^20, 2^31): far from any earlier runner's base, and no wrap for
 	// the tokens one process can issue.
 	base := 1<<20 + binary.BigEndian.Uint32(b[:])%(1<<31-1<<21)
-	g := &Gate{inner: inner, base: base, master: master, conns: map[net.Conn]*connState{}, spare: make(chan net.Conn, spareInner)}
-	for range spareInner {
-		g.refill()
+	g := &Gate{plugins: map[string]plugin.Plugin{}, confs: newConfs(confTTL()), warn: warn,
+		base: base, master: master, conns: map[net.Conn]*connState{}, stop: make(chan struct{})}
+	for _, pl := range plugins {
+		if _, dup := g.plugins[pl.Name()]; dup {
+			return nil, fmt.Errorf("plugin %s registered twice", pl.Name())
+		}
+		g.plugins[pl.Name()] = pl
 	}
+	go g.sweep()
 	return g, nil
+}
+
+func (g *Gate) sweep() {
+	t := time.NewTicker(min(time.Minute, g.confs.ttl/4))
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			g.confs.sweep(now)
+		case <-g.stop:
+			return
+		}
+	}
 }
 
 // Serve accepts APISIX's connections until close.
@@ -184,6 +167,11 @@ type connState struct {
 func (g *Gate) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	select {
+	case <-g.stop:
+	default:
+		close(g.stop)
+	}
 	if g.ln != nil {
 		g.ln.Close()
 	}
@@ -261,33 +249,18 @@ func (g *Gate) track(c net.Conn, st *connState) bool {
 	return true
 }
 
-// handle relays one APISIX connection over one connection to the library.
+// handle serves one APISIX connection.
 func (g *Gate) handle(c net.Conn, st *connState) {
 	defer func() {
 		g.track(c, nil)
 		c.Close()
 	}()
-	rc, err := g.innerConn()
-	if err != nil {
-		return
-	}
-	// The library connection goes back to the spares when APISIX leaves
-	// between two RPCs; after an error mid-RPC its state is unknown.
-	clean := false
-	defer func() {
-		if clean {
-			g.putInner(rc)
-		} else {
-			rc.Close()
-		}
-	}()
-	apisix, runner := newFrameConn(c), newFrameConn(rc)
+	apisix := newFrameConn(c)
 	for {
 		st.mu.Lock()
 		st.busy = false
 		st.mu.Unlock()
 		if g.draining.Load() && g.leave(c, apisix) {
-			clean = runner.r.Buffered() == 0
 			return
 		}
 		ty, payload, err := apisix.read()
@@ -295,7 +268,6 @@ func (g *Gate) handle(c net.Conn, st *connState) {
 			if errors.Is(err, os.ErrDeadlineExceeded) && apisix.partial == 0 && g.draining.Load() {
 				g.leave(c, apisix)
 			}
-			clean = apisix.partial == 0 && runner.r.Buffered() == 0
 			return
 		}
 		st.mu.Lock()
@@ -306,107 +278,18 @@ func (g *Gate) handle(c net.Conn, st *connState) {
 		st.mu.Unlock()
 		switch ty {
 		case rpcPrepareConf:
-			if err := g.prepare(apisix, runner, payload); err != nil {
-				return
-			}
-			continue
-		case rpcHTTPReqCall, rpcHTTPRespCall:
-			if !g.inward(ty, payload) {
-				if apisix.write(rpcError, tokenNotFound()) != nil {
-					return
-				}
-				continue
-			}
+			err = apisix.write(g.prepare(payload))
+		case rpcHTTPReqCall:
+			err = g.call(apisix, payload)
+		case rpcHTTPRespCall:
+			err = g.respCall(apisix, payload)
+		default:
+			err = apisix.write(rpcError, errorReply(aerr.CodeBAD_REQUEST))
 		}
-		if err := runner.write(ty, payload); err != nil {
-			return
-		}
-		if err := relayReply(apisix, runner); err != nil {
+		if err != nil {
 			return
 		}
 	}
-}
-
-// prepare forwards PrepareConf and shifts the token in the reply.
-func (g *Gate) prepare(apisix, runner *frameConn, payload []byte) error {
-	if err := runner.write(rpcPrepareConf, payload); err != nil {
-		return err
-	}
-	ty, reply, err := runner.read()
-	if err != nil {
-		return err
-	}
-	if ty == rpcPrepareConf {
-		tok := pc.GetRootAsResp(reply, 0).ConfToken()
-		for {
-			old := g.issued.Load()
-			if tok <= old || g.issued.CompareAndSwap(old, tok) {
-				break
-			}
-		}
-		b := flatbuffers.NewBuilder(32)
-		pc.RespStart(b)
-		pc.RespAddConfToken(b, tok+g.base)
-		b.Finish(pc.RespEnd(b))
-		reply = b.FinishedBytes()
-	}
-	return apisix.write(ty, reply)
-}
-
-// inward maps an APISIX token back to the library's number in place, or
-// reports a token this process never issued.
-func (g *Gate) inward(ty byte, payload []byte) (ok bool) {
-	defer func() {
-		if recover() != nil {
-			ok = false // a malformed call: let APISIX start over
-		}
-	}()
-	var tok uint32
-	var set func(uint32) bool
-	if ty == rpcHTTPReqCall {
-		r := hrc.GetRootAsReq(payload, 0)
-		tok, set = r.ConfToken(), r.MutateConfToken
-	} else {
-		r := hresp.GetRootAsReq(payload, 0)
-		tok, set = r.ConfToken(), r.MutateConfToken
-	}
-	inner := tok - g.base
-	if tok < g.base || inner == 0 || inner > g.issued.Load() {
-		return false
-	}
-	return set(inner)
-}
-
-// relayReply passes the library's answer back, with any ExtraInfo round
-// trips (the library asks, APISIX answers) on the way.
-func relayReply(apisix, runner *frameConn) error {
-	for {
-		ty, reply, err := runner.read()
-		if err != nil {
-			return err
-		}
-		if err := apisix.write(ty, reply); err != nil {
-			return err
-		}
-		if ty != rpcExtraInfo {
-			return nil
-		}
-		ty, answer, err := apisix.read()
-		if err != nil {
-			return err
-		}
-		if err := runner.write(ty, answer); err != nil {
-			return err
-		}
-	}
-}
-
-func tokenNotFound() []byte {
-	b := flatbuffers.NewBuilder(16)
-	aerr.RespStart(b)
-	aerr.RespAddCode(b, aerr.CodeCONF_TOKEN_NOT_FOUND)
-	b.Finish(aerr.RespEnd(b))
-	return b.FinishedBytes()
 }
 
 // frameConn reads and writes frames (a type byte and a 24-bit big-endian
@@ -441,6 +324,16 @@ func (f *frameConn) read() (byte, []byte, error) {
 		return 0, nil, err
 	}
 	return f.hdr[0], f.buf, nil
+}
+
+// readOwn reads a frame into a buffer of its own, leaving the previous
+// frame's payload intact.
+func (f *frameConn) readOwn() (byte, []byte, error) {
+	keep := f.buf
+	f.buf = nil
+	ty, payload, err := f.read()
+	f.buf = keep
+	return ty, payload, err
 }
 
 // write sends header and payload in one writev, without copying.
