@@ -241,8 +241,18 @@ func realSection(runnerBin string, m *mock, mockURL string, dur time.Duration, s
 	fmt.Fprintf(&b, "\nRunner memory with %d open streams through real APISIX: %.1f KiB per open stream (RSS %d → %d MiB).\n", streams, perStream, idle>>20, held>>20)
 
 	realTargets(&b, added, cpu, sres, alone, luaOK, perStream)
+	b.WriteString(realWhere)
 	return b.String(), nil
 }
+
+// realWhere explains the real-APISIX figures; its shares come from CPU
+// profiles of the runner under the 1,000 requests/s load (-only
+// "real:1,000" with AI_PROXY_PPROF_ADDR in -runner-env).
+const realWhere = `
+### Where the time goes on real APISIX
+
+A whole answer through the runner costs APISIX's workers about 150–200 µs more than proxying it (the Lua side of ext-plugin-pre-req: a flatbuffer of the request's headers, a round trip on a pooled unix socket, the Rewrite applied) and costs the runner about 330–350 µs: its relay's HTTP server about 40%, the HTTP client to the provider about 15%, the ext-plugin RPC about a quarter (two thirds of that the socket reads and writes), the rest Go's scheduler and garbage collector. APISIX's Lua ai-proxy adds about 150–250 µs of worker CPU in all, less than the ext-plugin round trip alone, because it calls the provider from inside the worker. An external runner cannot do that: the ext-plugin Stop action cannot stream and leaves APISIX's $upstream_* log variables empty, so every call takes the RPC and the relay hop, and the whole-answer CPU and latency targets are out of reach by design. What remains is kept small: the runner takes half of the cores (Go's idle-thread wake-ups were a quarter of its CPU), it answers the RPCs itself (no second socket to the plugin-runner library), and streams, where the Lua plugin holds events back, are an order of magnitude faster. *One stream at a time* shows the runner's time to first event is what it adds to a whole answer (about 0.5–0.6 ms); with 8 streams of 200 events each the other streams' 8,000 events a second compete for the two cores, which doubles it.
+`
 
 // realWanted says whether -only asks for the real-APISIX scenario name.
 func realWanted(name string) bool {
