@@ -209,11 +209,15 @@ func (q *request) build(b *flatbuffers.Builder, id uint32) {
 	if resp != 0 {
 		hrc.RewriteAddRespHeaders(b, resp)
 	}
-	rw := hrc.RewriteEnd(b)
+	finishCall(b, id, hrc.ActionRewrite, hrc.RewriteEnd(b))
+}
+
+// finishCall ends HTTPReqCall's answer with its action.
+func finishCall(b *flatbuffers.Builder, id uint32, kind hrc.Action, action flatbuffers.UOffsetT) {
 	hrc.RespStart(b)
 	hrc.RespAddId(b, id)
-	hrc.RespAddActionType(b, hrc.ActionRewrite)
-	hrc.RespAddAction(b, rw)
+	hrc.RespAddActionType(b, kind)
+	hrc.RespAddAction(b, action)
 	b.Finish(hrc.RespEnd(b))
 }
 
@@ -414,10 +418,5 @@ func (w *stopWriter) build(b *flatbuffers.Builder, id uint32) {
 	if body != 0 {
 		hrc.StopAddBody(b, body)
 	}
-	stop := hrc.StopEnd(b)
-	hrc.RespStart(b)
-	hrc.RespAddId(b, id)
-	hrc.RespAddActionType(b, hrc.ActionStop)
-	hrc.RespAddAction(b, stop)
-	b.Finish(hrc.RespEnd(b))
+	finishCall(b, id, hrc.ActionStop, hrc.StopEnd(b))
 }

@@ -67,19 +67,7 @@ func newTestGate(t *testing.T) (*Gate, *frameConn) {
 
 func prepareConf(key string, confs ...[2]string) []byte {
 	b := flatbuffers.NewBuilder(256)
-	var offs []flatbuffers.UOffsetT
-	for _, c := range confs {
-		n, v := b.CreateString(c[0]), b.CreateString(c[1])
-		A6.TextEntryStart(b)
-		A6.TextEntryAddName(b, n)
-		A6.TextEntryAddValue(b, v)
-		offs = append(offs, A6.TextEntryEnd(b))
-	}
-	pc.ReqStartConfVector(b, len(offs))
-	for i := len(offs) - 1; i >= 0; i-- {
-		b.PrependUOffsetT(offs[i])
-	}
-	vec := b.EndVector(len(offs))
+	vec := entries(b, pc.ReqStartConfVector, pairs(confs))
 	k := b.CreateString(key)
 	pc.ReqStart(b)
 	pc.ReqAddConf(b, vec)
@@ -88,21 +76,17 @@ func prepareConf(key string, confs ...[2]string) []byte {
 	return b.FinishedBytes()
 }
 
+func pairs(list [][2]string) []entry {
+	out := make([]entry, len(list))
+	for i, p := range list {
+		out[i] = entry{name: p[0], value: p[1]}
+	}
+	return out
+}
+
 func reqCall(token uint32, headers ...[2]string) []byte {
 	b := flatbuffers.NewBuilder(256)
-	var offs []flatbuffers.UOffsetT
-	for _, h := range headers {
-		n, v := b.CreateString(h[0]), b.CreateString(h[1])
-		A6.TextEntryStart(b)
-		A6.TextEntryAddName(b, n)
-		A6.TextEntryAddValue(b, v)
-		offs = append(offs, A6.TextEntryEnd(b))
-	}
-	hrc.ReqStartHeadersVector(b, len(offs))
-	for i := len(offs) - 1; i >= 0; i-- {
-		b.PrependUOffsetT(offs[i])
-	}
-	vec := b.EndVector(len(offs))
+	vec := entries(b, hrc.ReqStartHeadersVector, pairs(headers))
 	path := b.CreateString("/v1/chat/completions")
 	hrc.ReqStart(b)
 	hrc.ReqAddId(b, 7)
