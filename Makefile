@@ -33,12 +33,13 @@ bench: build ## load benchmarks through the APISIX double and the relay's go ben
 	$(GO) run ./t/bench -runner $(BIN) -out docs/benchmarks.md
 
 FUZZ_EXECS ?= 1000000x
-fuzz: ## longer fuzzing: conf parsers, SSE reader, embeddings converter, protocol codecs
+fuzz: ## longer fuzzing: conf parsers, SSE reader, embeddings converter, protocol codecs, ext-plugin RPCs
 	$(GO) test -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZ_EXECS) ./plugins/aiproxy
 	$(GO) test -run '^$$' -fuzz FuzzParseLimitConf -fuzztime $(FUZZ_EXECS) ./plugins/aiproxy
 	$(GO) test -run '^$$' -fuzz FuzzEventReader -fuzztime $(FUZZ_EXECS) ./providers
 	$(GO) test -run '^$$' -fuzz FuzzPredictToOpenAI -fuzztime $(FUZZ_EXECS) ./providers
 	$(GO) test -run '^$$' -fuzz FuzzApplyOptions -fuzztime $(FUZZ_EXECS) ./providers
+	$(GO) test -run '^$$' -fuzz FuzzRPC -fuzztime $(FUZZ_EXECS) ./cmd/ai-proxy-runner/gate
 	for f in FuzzOpenAIChat FuzzAnthropic FuzzResponsesGemini FuzzBedrock; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_EXECS) ./providers/protocols || exit 1; \
 	done

@@ -15,6 +15,7 @@ go test -run '^$' -fuzz '^FuzzParseLimitConf$' -fuzztime 20000x ./plugins/aiprox
 go test -run '^$' -fuzz '^FuzzEventReader$' -fuzztime 20000x ./providers
 go test -run '^$' -fuzz '^FuzzPredictToOpenAI$' -fuzztime 20000x ./providers
 go test -run '^$' -fuzz '^FuzzApplyOptions$' -fuzztime 20000x ./providers
+go test -run '^$' -fuzz '^FuzzRPC$' -fuzztime 20000x ./cmd/ai-proxy-runner/gate
 for f in FuzzOpenAIChat FuzzAnthropic FuzzResponsesGemini FuzzBedrock; do
 	go test -run '^$' -fuzz "^$f\$" -fuzztime 20000x ./providers/protocols
 done

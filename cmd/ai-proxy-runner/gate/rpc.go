@@ -183,7 +183,7 @@ func (g *Gate) call(apisix *frameConn, payload []byte) error {
 		b.Reset()
 		builders.Put(b)
 	}()
-	if !safely(func() {
+	ok := safely(func() {
 		id = r.Id()
 		for _, e := range p.entries {
 			e.plugin.RequestFilter(e.conf, &w, req)
@@ -201,12 +201,13 @@ func (g *Gate) call(apisix *frameConn, payload []byte) error {
 			hrc.RespAddId(b, id)
 			b.Finish(hrc.RespEnd(b))
 		}
-	}) {
+	})
+	if req.lost {
+		return errLost // APISIX's side of the connection is in an unknown state
+	}
+	if !ok {
 		g.warnf("a request filter failed; APISIX answers this request 503")
 		return apisix.write(rpcError, errorReply(aerr.CodeSERVICE_UNAVAILABLE))
-	}
-	if req.lost {
-		return errLost
 	}
 	return apisix.write(rpcHTTPReqCall, b.FinishedBytes())
 }
