@@ -99,7 +99,8 @@ func serve(s settings) error {
 	if err != nil {
 		return err
 	}
-	if err := checkExpireTime(); err != nil {
+	expire, err := confExpireTime()
+	if err != nil {
 		return err
 	}
 	// Writes to a closed pipe return an error instead of killing the
@@ -221,7 +222,7 @@ func serve(s settings) error {
 	// are finishing.
 	stopped := make(chan os.Signal, 1)
 	signal.Notify(stopped, syscall.SIGINT, syscall.SIGTERM)
-	tg, err := gate.New([]plugin.Plugin{p, aiproxymulti.New(p), airatelimiting.New(p)}, gate.MasterPID(sock), func(msg string) { log.Warn(msg) })
+	tg, err := gate.New([]plugin.Plugin{p, aiproxymulti.New(p), airatelimiting.New(p)}, gate.MasterPID(sock), expire, func(msg string) { log.Warn(msg) })
 	if err != nil {
 		ln.Close()
 		return err
@@ -407,15 +408,18 @@ func socketPath() (string, error) {
 	return path, nil
 }
 
-func checkExpireTime() error {
+// confExpireTime is how long APISIX caches a conf token
+// (APISIX_CONF_EXPIRE_TIME, default 3600 s).
+func confExpireTime() (time.Duration, error) {
 	v := os.Getenv("APISIX_CONF_EXPIRE_TIME")
 	if v == "" {
-		return nil
+		return time.Hour, nil
 	}
-	if n, err := strconv.Atoi(v); err != nil || n <= 0 {
-		return fmt.Errorf("APISIX_CONF_EXPIRE_TIME must be a positive number of seconds, got %q", v)
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("APISIX_CONF_EXPIRE_TIME must be a positive number of seconds, got %q", v)
 	}
-	return nil
+	return time.Duration(n) * time.Second, nil
 }
 
 // checkSocket proves the socket's directory usable before anything else

@@ -187,13 +187,7 @@ func (q *request) build(b *flatbuffers.Builder, id uint32) {
 		}
 		args = entries(b, hrc.RewriteStartArgsVector, list)
 	}
-	if len(q.respHdr) > 0 {
-		var list []entry
-		for name, vs := range q.respHdr {
-			for _, v := range vs {
-				list = append(list, entry{name: name, value: v})
-			}
-		}
+	if list := headerEntries(q.respHdr); len(list) > 0 {
 		resp = entries(b, hrc.RewriteStartRespHeadersVector, list)
 	}
 	hrc.RewriteStart(b)
@@ -248,6 +242,17 @@ func entries(b *flatbuffers.Builder, start func(*flatbuffers.Builder, int) flatb
 		b.PrependUOffsetT(offs[i])
 	}
 	return b.EndVector(len(offs))
+}
+
+// headerEntries lists every value of h, a header line each.
+func headerEntries(h http.Header) []entry {
+	var list []entry
+	for name, vs := range h {
+		for _, v := range vs {
+			list = append(list, entry{name: name, value: v})
+		}
+	}
+	return list
 }
 
 // header is the request's headers as pkg/http.Header. Set and Del are kept
@@ -393,14 +398,8 @@ func (w *stopWriter) WriteHeader(status int) {
 func (w *stopWriter) changed() bool { return w.wrote || w.status != 0 }
 
 func (w *stopWriter) build(b *flatbuffers.Builder, id uint32) {
-	var list []entry
-	for name, vs := range w.hdr {
-		for _, v := range vs {
-			list = append(list, entry{name: name, value: v})
-		}
-	}
 	var hdrs, body flatbuffers.UOffsetT
-	if len(list) > 0 {
+	if list := headerEntries(w.hdr); len(list) > 0 {
 		hdrs = entries(b, hrc.StopStartHeadersVector, list)
 	}
 	if len(w.body) > 0 {

@@ -3,7 +3,6 @@ package gate
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,19 +79,6 @@ func (cs *confs) sweep(now time.Time) {
 			}
 		}
 	}
-}
-
-// confTTL is how long an unused conf stays: APISIX's conf cache time
-// (APISIX_CONF_EXPIRE_TIME, default 3600 s) and a fifth more, as the
-// library keeps it.
-func confTTL() time.Duration {
-	secs := 3600
-	if v := os.Getenv("APISIX_CONF_EXPIRE_TIME"); v != "" {
-		if _, err := fmt.Sscanf(v, "%d", &secs); err != nil || secs <= 0 {
-			secs = 3600
-		}
-	}
-	return time.Duration(secs) * 1200 * time.Millisecond
 }
 
 // prepare answers PrepareConf with a token of this process: the random

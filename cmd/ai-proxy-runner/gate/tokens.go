@@ -62,9 +62,11 @@ type Gate struct {
 
 // New makes the gate for plugins. master is nginx's master pid
 // (MasterPID), 0 when unknown: its children, the workers, may connect
-// whatever their user. warn gets what the runner's log should say (a conf
+// whatever their user. expire is how long APISIX caches a conf token
+// (APISIX_CONF_EXPIRE_TIME); an unused conf stays a fifth longer, as the
+// library keeps it. warn gets what the runner's log should say (a conf
 // naming an unknown plugin, a failed filter).
-func New(plugins []plugin.Plugin, master int, warn func(string)) (*Gate, error) {
+func New(plugins []plugin.Plugin, master int, expire time.Duration, warn func(string)) (*Gate, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -72,7 +74,7 @@ func New(plugins []plugin.Plugin, master int, warn func(string)) (*Gate, error) 
 	// In [2^20, 2^31): far from any earlier runner's base, and no wrap for
 	// the tokens one process can issue.
 	base := 1<<20 + binary.BigEndian.Uint32(b[:])%(1<<31-1<<21)
-	g := &Gate{plugins: map[string]plugin.Plugin{}, confs: newConfs(confTTL()), warn: warn,
+	g := &Gate{plugins: map[string]plugin.Plugin{}, confs: newConfs(expire * 6 / 5), warn: warn,
 		base: base, master: master, conns: map[net.Conn]*connState{}, stop: make(chan struct{})}
 	for _, pl := range plugins {
 		if _, dup := g.plugins[pl.Name()]; dup {

@@ -52,7 +52,7 @@ func (p testPlugin) RequestFilter(conf any, w http.ResponseWriter, r pkgHTTP.Req
 
 func newTestGate(t *testing.T) (*Gate, *frameConn) {
 	t.Helper()
-	g, err := New([]plugin.Plugin{&testPlugin{name: "a"}, &testPlugin{name: "b"}}, 0, func(string) {})
+	g, err := New([]plugin.Plugin{&testPlugin{name: "a"}, &testPlugin{name: "b"}}, 0, time.Hour, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
 // run a filter that sets one header, build the Rewrite and write it. The
 // call carries headers as APISIX sends them for a chat request.
 func BenchmarkReqCall(b *testing.B) {
-	g, err := New([]plugin.Plugin{&testPlugin{name: "a"}}, 0, func(string) {})
+	g, err := New([]plugin.Plugin{&testPlugin{name: "a"}}, 0, time.Hour, func(string) {})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func (c *captureConn) Read([]byte) (int, error)    { return 0, io.EOF }
 // FuzzRPC sends any payload as each RPC type: the gate answers every one
 // with a well-formed frame of the expected kinds and never panics.
 func FuzzRPC(f *testing.F) {
-	g, err := New([]plugin.Plugin{&testPlugin{name: "a"}, &testPlugin{name: "b"}}, 0, func(string) {})
+	g, err := New([]plugin.Plugin{&testPlugin{name: "a"}, &testPlugin{name: "b"}}, 0, time.Hour, func(string) {})
 	if err != nil {
 		f.Fatal(err)
 	}
