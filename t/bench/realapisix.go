@@ -185,18 +185,24 @@ func realSection(runnerBin string, m *mock, mockURL string, dur time.Duration, s
 		m.events.Store(200)
 		m.interval.Store(int64(time.Millisecond))
 		m.unbuffered.Store(true) // the proxy column as fast as nginx can be
-		sres = map[string]streamResult{}
 		body := []byte(`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"stream":true}`)
-		for range rounds {
-			for _, c := range cols {
-				r := s.streamLoad(urls[c]+"chat/completions", body, 8, dur)
-				prev := sres[c]
-				prev.first.add(r.first)
-				prev.events.add(r.events)
-				prev.whole.add(r.whole)
-				sres[c] = prev
+		// Every column takes its turn in each round, with that many
+		// clients streaming at once.
+		streamRounds := func(clients int) map[string]streamResult {
+			res := map[string]streamResult{}
+			for range rounds {
+				for _, c := range cols {
+					r := s.streamLoad(urls[c]+"chat/completions", body, clients, dur)
+					prev := res[c]
+					prev.first.add(r.first)
+					prev.events.add(r.events)
+					prev.whole.add(r.whole)
+					res[c] = prev
+				}
 			}
+			return res
 		}
+		sres = streamRounds(8)
 		b.WriteString("\n| streams of 200 events, 8 clients | streams/s | TTFT p50 ms | TTFT p90 ms | added TTFT p50 / p90 ms | per-event delay p50 / p90 ms | added per-event p50 / p90 ms | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		base := sres["APISIX proxy"]
 		for _, c := range cols {
@@ -210,16 +216,7 @@ func realSection(runnerBin string, m *mock, mockURL string, dur time.Duration, s
 		// TTFT without the other streams' events competing for the two
 		// cores: one short stream at a time, as the whole answers' first row.
 		m.events.Store(2)
-		alone = map[string]streamResult{}
-		for range rounds {
-			for _, c := range cols {
-				r := s.streamLoad(urls[c]+"chat/completions", body, 1, dur)
-				prev := alone[c]
-				prev.first.add(r.first)
-				prev.whole.add(r.whole)
-				alone[c] = prev
-			}
-		}
+		alone = streamRounds(1)
 		m.events.Store(0)
 		b.WriteString("\n| one stream at a time (2 events) | streams/s | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | added TTFT p50 / p90 / p99 ms | errors |\n|---|---:|---:|---:|---:|---:|---:|\n")
 		base = alone["APISIX proxy"]
